@@ -1,0 +1,150 @@
+"""Profiles, device, seeding and paths: the one switch that sizes the whole course.
+
+`COURSE_PROFILE` = ``smoke`` | ``cpu`` | ``gpu``. Left unset it is ``gpu`` when CUDA is
+available and ``cpu`` otherwise. Every size in the course (images, steps, widths, test sets,
+seeds) comes from the :class:`Profile` returned by :func:`profile`.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import random
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+ProfileName = Literal["smoke", "cpu", "gpu"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """All the sizes that change between a CI run, a laptop and a GPU."""
+
+    name: ProfileName
+    # --- data -------------------------------------------------------------------------
+    digits_size: int          # side of the resized sklearn digits (and MNIST-like tasks), px
+    photo_size: int           # side of the colour-photo crops (CIFAR-like task), px
+    texture_size: int         # side of the texture patches (MVTec-like task), px
+    n_train: int              # at most this many normal training images per task
+    n_test: int               # about this many test images per task (half normal, half anomalous)
+    # --- diffusion ----------------------------------------------------------------------
+    timesteps: int            # T, the length of the forward chain
+    # --- training -----------------------------------------------------------------------
+    train_steps: int          # optimizer steps for one diffusion model
+    batch_size: int           # images per optimizer step
+    lr: float                 # AdamW peak learning rate
+    unet_preset: str          # name of a preset in course_lib.nets.unet
+    dit_preset: str           # name of a preset in course_lib.nets.dit
+    # --- scoring ------------------------------------------------------------------------
+    t_stars: tuple[int, ...]  # noise levels t* the reconstruction score averages over
+    ddim_steps: int           # K, denoising steps from t* back to 0
+    n_noise: int              # noise draws averaged per image
+    # --- evaluation ---------------------------------------------------------------------
+    seeds: tuple[int, ...]    # seeds the benchmark repeats every cell over
+    bf16: bool                # bf16 autocast on CUDA
+    compile: bool             # torch.compile the denoiser on CUDA
+
+
+PROFILES: dict[str, Profile] = {
+    # CI and nbval: every code path on tiny sizes; the numbers mean nothing.
+    "smoke": Profile(
+        name="smoke", digits_size=16, photo_size=16, texture_size=32, n_train=64, n_test=40,
+        timesteps=1000, train_steps=30, batch_size=16, lr=2e-3,
+        unet_preset="unet-tiny", dit_preset="dit-tiny",
+        t_stars=(250,), ddim_steps=3, n_noise=1, seeds=(0,), bf16=False, compile=False,
+    ),
+    # A learner on a laptop: minutes per notebook on offline data, and the models really learn.
+    "cpu": Profile(
+        name="cpu", digits_size=16, photo_size=32, texture_size=64, n_train=400, n_test=200,
+        timesteps=1000, train_steps=1500, batch_size=32, lr=1e-3,
+        unet_preset="unet-small", dit_preset="dit-small",
+        t_stars=(100, 250), ddim_steps=10, n_noise=2, seeds=(0, 1, 2), bf16=False, compile=False,
+    ),
+    # The paper's scale on real datasets: a Colab T4 up to an H200.
+    "gpu": Profile(
+        name="gpu", digits_size=32, photo_size=32, texture_size=128, n_train=5000, n_test=2000,
+        timesteps=1000, train_steps=20000, batch_size=128, lr=2e-4,
+        unet_preset="unet-base", dit_preset="dit-s2",
+        t_stars=(100, 250, 400), ddim_steps=25, n_noise=4, seeds=(0, 1, 2, 3, 4), bf16=True,
+        compile=False,
+    ),
+}
+
+
+def profile(name: str | None = None, **overrides) -> Profile:
+    """The active profile: `name`, else `$COURSE_PROFILE`, else gpu/cpu by CUDA availability.
+
+    Keyword overrides replace single fields, e.g. ``profile("cpu", train_steps=200)``.
+    """
+    if name is None:
+        name = os.environ.get("COURSE_PROFILE", "").strip().lower() or (
+            "gpu" if torch.cuda.is_available() else "cpu")
+    if name not in PROFILES:
+        raise ValueError(
+            f"Unknown profile {name!r}. Valid profiles: {', '.join(PROFILES)}. "
+            "Set COURSE_PROFILE to one of them (or leave it unset for automatic choice).")
+    chosen = PROFILES[name]
+    unknown = set(overrides) - set(chosen.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"Unknown profile field(s) {sorted(unknown)}; "
+                         f"valid fields: {', '.join(chosen.__dataclass_fields__)}")
+    return replace(chosen, **overrides)
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """cuda, then mps, then cpu; `prefer` (or `$COURSE_DEVICE`) forces one."""
+    prefer = prefer or os.environ.get("COURSE_DEVICE")
+    if prefer:
+        dev = torch.device(prefer)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("COURSE_DEVICE asks for cuda, but torch sees no CUDA device.")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def data_root() -> Path:
+    """Where real datasets live: `$COURSE_DATA`, default ``./data`` (created on demand)."""
+    return Path(os.environ.get("COURSE_DATA", "data")).expanduser()
+
+
+def repo_root() -> Path:
+    """The repository that holds course_lib (for results/ and checkpoints/)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def checkpoint_dir() -> Path:
+    """Where trained models are kept between notebooks: `$COURSE_CHECKPOINTS` or ./checkpoints."""
+    return Path(os.environ.get("COURSE_CHECKPOINTS", repo_root() / "checkpoints"))
+
+
+def setup(seed: int = 0, *, quiet: bool = False) -> Profile:
+    """First code cell of every notebook: seed, pick the device, set the plot style, print a banner."""
+    prof = profile()
+    seed_everything(seed)
+    try:
+        import matplotlib as mpl
+        import seaborn as sns
+        sns.set_theme(context="notebook", style="whitegrid")
+        mpl.rcParams["figure.dpi"] = 90
+    except ImportError:  # plotting is optional for scripts
+        pass
+    if not quiet:
+        dev = get_device()
+        print(f"course_lib profile: {prof.name} | device: {dev} | seed: {seed}")
+        print(f"python {platform.python_version()} | torch {torch.__version__} | "
+              f"numpy {np.__version__} | threads {torch.get_num_threads()}")
+    return prof

@@ -1,0 +1,72 @@
+"""The one shape every dataset takes: an :class:`AnomalyTask`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+def check_images(x: torch.Tensor, what: str = "images") -> torch.Tensor:
+    """Refuse anything but a float (N, C, H, W) tensor in [-1, 1], with a message that says how to fix it."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor of shape (N, C, H, W), got {type(x).__name__}.")
+    if x.ndim != 4:
+        raise ValueError(f"{what} must have shape (N, C, H, W); got shape {tuple(x.shape)}. "
+                         "Add a batch or channel axis with x[None] or x[:, None].")
+    if x.shape[0] == 0:
+        raise ValueError(f"{what} is empty (N = 0): at least one image is needed.")
+    if not x.is_floating_point():
+        raise TypeError(f"{what} must be floating point in [-1, 1]; got dtype {x.dtype}. "
+                        "Convert uint8 images with x.float() / 127.5 - 1.")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1.001 or hi > 1.001 or x.isnan().any():
+        raise ValueError(f"{what} must lie in [-1, 1]; got values in [{lo:.3g}, {hi:.3g}]. "
+                         "Scale [0, 1] images with 2 * x - 1.")
+    return x
+
+
+@dataclass
+class AnomalyTask:
+    """Normal training images, a labelled test set and (optionally) pixel masks.
+
+    Images are float tensors (N, C, H, W) in [-1, 1]; labels are 1 for an anomaly, 0 for normal.
+    """
+
+    name: str                       # e.g. "digits/3" or "textures/brick"
+    description: str                # one sentence a learner can read
+    train: torch.Tensor             # (N, C, H, W) normal images only
+    test: torch.Tensor              # (M, C, H, W)
+    labels: torch.Tensor            # (M,) int64, 1 = anomaly
+    masks: torch.Tensor | None = None  # (M, 1, H, W) bool, True = anomalous pixel
+    kinds: list[str] = field(default_factory=list)  # (M,) anomaly type per test image, "normal" for normals
+
+    def __post_init__(self):
+        check_images(self.train, f"{self.name}: train")
+        check_images(self.test, f"{self.name}: test")
+        if self.train.shape[1:] != self.test.shape[1:]:
+            raise ValueError(f"{self.name}: train images {tuple(self.train.shape[1:])} and test images "
+                             f"{tuple(self.test.shape[1:])} differ in shape.")
+        self.labels = torch.as_tensor(self.labels, dtype=torch.long)
+        if self.labels.shape != (len(self.test),):
+            raise ValueError(f"{self.name}: labels has shape {tuple(self.labels.shape)}, "
+                             f"expected ({len(self.test)},), one per test image.")
+        if not set(self.labels.unique().tolist()) <= {0, 1}:
+            raise ValueError(f"{self.name}: labels must be 0 (normal) or 1 (anomaly).")
+        if self.masks is not None:
+            n, _, h, w = self.test.shape
+            if tuple(self.masks.shape) != (n, 1, h, w):
+                raise ValueError(f"{self.name}: masks has shape {tuple(self.masks.shape)}, "
+                                 f"expected {(n, 1, h, w)}.")
+            self.masks = self.masks.bool()
+        if self.kinds and len(self.kinds) != len(self.test):
+            raise ValueError(f"{self.name}: kinds has {len(self.kinds)} entries for {len(self.test)} test images.")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.shape[1:])
+
+    def __repr__(self) -> str:
+        n_anom = int(self.labels.sum())
+        c, h, w = self.image_shape
+        return (f"AnomalyTask({self.name!r}: {len(self.train)} normal train, {len(self.test)} test "
+                f"({n_anom} anomalous), {c}x{h}x{w}{', masks' if self.masks is not None else ''})")
