@@ -1,0 +1,55 @@
+"""Classical detectors from pyod on flattened, standardized pixels (the paper's baseline setting).
+
+Each wraps a pyod model behind the course's detector contract (:class:`course_lib.detector.Detector`):
+``fit(normal_images)`` then ``score(images)``, higher = more anomalous.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from sklearn.preprocessing import StandardScaler
+
+from .detector import Detector
+
+BaselineName = Literal["iforest", "ocsvm", "copod"]
+BASELINES: tuple[str, ...] = ("iforest", "ocsvm", "copod")
+
+
+def flatten_pixels(images: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) tensor -> (N, C*H*W) float64 array: every pixel becomes one feature."""
+    return images.detach().reshape(len(images), -1).cpu().double().numpy()
+
+
+class PixelBaseline(Detector):
+    """A pyod detector on standardized pixels; the scaler is fitted on the normal images only."""
+
+    def __init__(self, name: BaselineName, seed: int = 0):
+        if name not in BASELINES:
+            raise ValueError(f"Unknown baseline {name!r}; valid baselines: {', '.join(BASELINES)}.")
+        self.name, self.seed = name, seed
+
+    def _make(self):
+        # Imported here so that `import course_lib` stays fast.
+        if self.name == "iforest":
+            from pyod.models.iforest import IForest
+            return IForest(n_estimators=200, random_state=self.seed)
+        if self.name == "ocsvm":
+            from pyod.models.ocsvm import OCSVM
+            return OCSVM(kernel="rbf", gamma="auto", nu=0.5)  # gamma = 1 / n_features
+        from pyod.models.copod import COPOD
+        return COPOD()
+
+    def _fit(self, images: torch.Tensor) -> None:
+        x = flatten_pixels(images)
+        self.scaler_ = StandardScaler().fit(x)
+        self.model_ = self._make().fit(self.scaler_.transform(x))
+
+    def _score(self, images: torch.Tensor) -> np.ndarray:
+        return self.model_.decision_function(self.scaler_.transform(flatten_pixels(images)))
+
+
+def make_baseline(name: BaselineName, seed: int = 0) -> PixelBaseline:
+    """``make_baseline("copod")`` -> an unfitted detector."""
+    return PixelBaseline(name, seed=seed)

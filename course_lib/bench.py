@@ -1,0 +1,171 @@
+"""The benchmark: every detector on every available task, over several seeds.
+
+    python -m course_lib.bench                       # all offline tasks, the active profile
+    python -m course_lib.bench --tasks textures --methods iforest copod --seeds 0
+
+Writes ``results/benchmark.csv`` (one row per task x category x method x seed),
+``results/benchmark.md`` (mean ± std per task and method) and ``results/benchmark.png``.
+Finished cells are cached in ``results/cache/`` so an interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import config, data, metrics
+from .baselines import BASELINES, make_baseline
+from .detector import Detector
+
+# name -> factory(profile, seed) -> unfitted Detector. Diffusion detectors register themselves here.
+METHODS: dict[str, Callable[[config.Profile, int], Detector]] = {
+    name: (lambda prof, seed, _n=name: make_baseline(_n, seed=seed)) for name in BASELINES
+}
+
+
+def register_method(name: str, factory: Callable[[config.Profile, int], Detector]) -> None:
+    METHODS[name] = factory
+
+
+def _default_methods() -> list[str]:
+    try:  # the diffusion detectors, when course_lib.scoring provides them
+        from . import scoring  # noqa: F401
+    except ImportError:
+        pass
+    return list(METHODS)
+
+
+def available_cells(tasks: list[str], prof: config.Profile, categories: dict[str, list[str]] | None = None):
+    """(task, category) pairs whose data exist; real datasets missing on disk are skipped with a note."""
+    cells = []
+    for name in tasks:
+        cats = (categories or {}).get(name) or data.task_categories(name)
+        if not data.TASKS[name].offline:
+            try:
+                data.load_task(name, cats[0], profile=prof)
+            except FileNotFoundError as e:
+                print(f"skipping {name}: {str(e).splitlines()[0]}")
+                continue
+        cells += [(name, c) for c in cats]
+    return cells
+
+
+def run_cell(task, method: str, prof: config.Profile, seed: int) -> dict:
+    """Fit one detector on the task's normal images and score its test set."""
+    config.seed_everything(seed)
+    det = METHODS[method](prof, seed)
+    t0 = time.perf_counter()
+    det.fit(task.train)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores = det.score(task.test)
+    score_s = time.perf_counter() - t0
+    row = {"method": method, "seed": seed, **metrics.summary(task.labels, scores),
+           "pixel_auroc": np.nan, "fit_s": fit_s, "ms_per_image": 1000 * score_s / len(task.test),
+           "nfe": det.nfe_per_image}
+    if task.masks is not None and hasattr(det, "anomaly_maps"):
+        row["pixel_auroc"] = metrics.pixel_auroc(task.masks, det.anomaly_maps(task.test))
+    return row
+
+
+def run(tasks: list[str], methods: list[str], seeds: list[int], prof: config.Profile,
+        out: Path, categories: dict[str, list[str]] | None = None, use_cache: bool = True) -> pd.DataFrame:
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"Unknown method(s) {unknown}; valid methods: {', '.join(METHODS)}.")
+    cache = out / "cache" / prof.name
+    cache.mkdir(parents=True, exist_ok=True)
+    rows = []
+    cells = available_cells(tasks, prof, categories)
+    bar = tqdm(total=len(cells) * len(methods) * len(seeds), desc="benchmark")
+    for name, cat in cells:
+        for seed in seeds:
+            task = None
+            for method in methods:
+                key = cache / f"{name}__{cat}__{method}__{seed}.json".replace("/", "-")
+                if use_cache and key.exists():
+                    rows.append(json.loads(key.read_text()))
+                else:
+                    task = task or data.load_task(name, cat, seed=seed, profile=prof)
+                    row = {"task": name, "category": str(cat), "profile": prof.name,
+                           **run_cell(task, method, prof, seed)}
+                    key.write_text(json.dumps(row))
+                    rows.append(row)
+                bar.set_postfix_str(f"{name}/{cat} {method} AUROC {rows[-1]['auroc']:.3f}")
+                bar.update()
+    bar.close()
+    return pd.DataFrame(rows)
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over categories and seeds, per task and method."""
+    g = df.groupby(["task", "method"], sort=False)
+    out = g.agg(auroc=("auroc", "mean"), auroc_std=("auroc", "std"), auprc=("auprc", "mean"),
+                auprc_std=("auprc", "std"), pixel_auroc=("pixel_auroc", "mean"), fit_s=("fit_s", "mean"),
+                ms_per_image=("ms_per_image", "mean"), nfe=("nfe", "mean"), cells=("auroc", "size"))
+    return out.reset_index().fillna({"auroc_std": 0.0, "auprc_std": 0.0})
+
+
+def to_markdown(summary: pd.DataFrame, prof: config.Profile) -> str:
+    lines = [f"Profile `{prof.name}`; mean ± std over categories and seeds ({', '.join(map(str, prof.seeds))}).",
+             "", "| task | method | AUROC | AUPRC | pixel AUROC | fit s | ms / image | NFE | cells |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in summary.itertuples():
+        pix = "–" if np.isnan(r.pixel_auroc) else f"{r.pixel_auroc:.3f}"
+        lines.append(f"| {r.task} | {r.method} | {r.auroc:.3f} ± {r.auroc_std:.3f} | {r.auprc:.3f} ± "
+                     f"{r.auprc_std:.3f} | {pix} | {r.fit_s:.2f} | {r.ms_per_image:.2f} | {r.nfe:.0f} | {r.cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    fig, ax = plt.subplots(figsize=(1.6 * summary["task"].nunique() + 3, 3.6))
+    sns.barplot(data=summary, x="task", y="auroc", hue="method", ax=ax)
+    ax.axhline(0.5, color="k", ls="--", lw=1)
+    ax.set(ylim=(0, 1), ylabel="image AUROC (mean)", title="Benchmark")
+    ax.legend(fontsize="small", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    methods = _default_methods()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default=None, help="smoke | cpu | gpu (default: $COURSE_PROFILE)")
+    ap.add_argument("--tasks", nargs="+", default=None, help=f"default: all offline ({', '.join(data.offline_tasks())}) "
+                    "plus real datasets found under $COURSE_DATA")
+    ap.add_argument("--methods", nargs="+", default=methods, help=f"default: {' '.join(methods)}")
+    ap.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the profile's seeds")
+    ap.add_argument("--out", type=Path, default=config.repo_root() / "results")
+    ap.add_argument("--no-cache", action="store_true", help="recompute cells even if cached")
+    args = ap.parse_args(argv)
+    prof = config.profile(args.profile)
+    tasks = args.tasks or list(data.TASKS)
+    bad = [t for t in tasks if t not in data.TASKS]
+    if bad:
+        ap.error(f"unknown task(s) {bad}; valid tasks: {', '.join(data.TASKS)}")
+    seeds = args.seeds if args.seeds is not None else list(prof.seeds)
+    config.setup(seed=seeds[0])
+    df = run(tasks, args.methods, seeds, prof, args.out, use_cache=not args.no_cache)
+    summary = summarize(df)
+    args.out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(args.out / "benchmark.csv", index=False)
+    md = to_markdown(summary, prof)
+    (args.out / "benchmark.md").write_text(md)
+    plot(summary, args.out / "benchmark.png")
+    print(md)
+    return df
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Image- and pixel-level detection metrics, all computed by sklearn.
+
+Convention everywhere: labels are 1 for an anomaly, 0 for normal; scores are higher = more anomalous.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+
+
+def _as_numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x)
+
+
+def _check(labels, scores, what: str) -> tuple[np.ndarray, np.ndarray]:
+    y, s = _as_numpy(labels).ravel(), _as_numpy(scores).astype(np.float64).ravel()
+    if y.shape != s.shape:
+        raise ValueError(f"{what}: {y.size} labels but {s.size} scores; they must match one to one.")
+    if not np.isfinite(s).all():
+        raise ValueError(f"{what}: scores contain NaN or inf ({(~np.isfinite(s)).sum()} of {s.size}).")
+    classes = set(np.unique(y).tolist())
+    if not classes <= {0, 1}:
+        raise ValueError(f"{what}: labels must be 0 (normal) or 1 (anomaly), got values {sorted(classes)}.")
+    if len(classes) < 2:
+        raise ValueError(f"{what} needs both normal (0) and anomalous (1) examples; "
+                         f"all labels are {classes.pop()}.")
+    return y.astype(np.int64), s
+
+
+def auroc(labels, scores) -> float:
+    """Area under the ROC curve: the probability that a random anomaly outscores a random normal."""
+    y, s = _check(labels, scores, "auroc")
+    return float(roc_auc_score(y, s))
+
+
+def auprc(labels, scores) -> float:
+    """Area under the precision-recall curve (average precision); chance level = fraction of anomalies."""
+    y, s = _check(labels, scores, "auprc")
+    return float(average_precision_score(y, s))
+
+
+def best_f1(labels, scores) -> tuple[float, float]:
+    """The best F1 over all thresholds, and that threshold (predict anomaly when score >= threshold)."""
+    y, s = _check(labels, scores, "best_f1")
+    precision, recall, thresholds = precision_recall_curve(y, s)
+    p, r = precision[:-1], recall[:-1]  # the last point (recall 0) has no threshold
+    f1 = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)
+    i = int(np.argmax(f1))
+    return float(f1[i]), float(thresholds[i])
+
+
+def pixel_auroc(masks, maps) -> float:
+    """AUROC over all pixels of all test images: masks (N, 1, H, W) bool, maps of the same shape."""
+    m, a = _as_numpy(masks), _as_numpy(maps)
+    if m.shape != a.shape:
+        raise ValueError(f"pixel_auroc: masks {m.shape} and anomaly maps {a.shape} must have the same shape.")
+    return auroc(m.astype(np.int64), a)
+
+
+def summary(labels, scores) -> dict[str, float]:
+    """AUROC, AUPRC and best F1 in one dict (what the benchmark tables report)."""
+    f1, _ = best_f1(labels, scores)
+    return {"auroc": auroc(labels, scores), "auprc": auprc(labels, scores), "f1": f1}

@@ -1,0 +1,55 @@
+"""Timestep embeddings shared by the denoisers (the U-Net here, a DiT later).
+
+A network has to know *how noisy* its input is. The timestep t is turned into a vector of sines and
+cosines at geometrically spaced frequencies (the Transformer position encoding, Vaswani et al. 2017,
+sec. 3.5, used for t by Ho et al. 2020, appendix B), then passed through a small MLP.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of (possibly fractional) timesteps: (B,) -> (B, dim), float32.
+
+    With half = dim // 2 and frequencies f_i = max_period^(-i / half), i = 0..half-1:
+
+        emb[:, i]        = cos(t * f_i)
+        emb[:, half + i] = sin(t * f_i)
+
+    (the cos-then-sin layout of improved-diffusion and DiT). An odd `dim` gets one zero column at the end.
+    """
+    if dim < 2:
+        raise ValueError(f"timestep_embedding: dim must be >= 2, got {dim}.")
+    t = torch.as_tensor(t)
+    if t.ndim == 0:
+        t = t[None]
+    if t.ndim != 1:
+        raise ValueError(f"timestep_embedding: t must have shape (B,), got {tuple(t.shape)}.")
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device)
+                      / half)                                         # (half,)
+    args = t.float()[:, None] * freqs[None, :]                        # (B, half)
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)        # (B, 2*half)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=1)   # (B, dim)
+    return emb
+
+
+class TimestepEmbedder(nn.Module):
+    """t -> sinusoid(t) -> Linear -> SiLU -> Linear: a learned embedding of the noise level.
+
+    `frequency_dim` is the width of the sinusoid, `dim` the width of the output (4x the base width in
+    the DDPM U-Net, the hidden size in DiT).
+    """
+
+    def __init__(self, frequency_dim: int, dim: int):
+        super().__init__()
+        self.frequency_dim = frequency_dim
+        self.mlp = nn.Sequential(nn.Linear(frequency_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.mlp(timestep_embedding(t, self.frequency_dim))    # (B, dim)
