@@ -33,11 +33,21 @@ def register_method(name: str, factory: Callable[[config.Profile, int], Detector
     METHODS[name] = factory
 
 
+def _diffusion_method(score: str) -> Callable[[config.Profile, int], Detector]:
+    def make(prof: config.Profile, seed: int) -> Detector:
+        from .scoring import DiffusionDetector, ScoreConfig
+        t = prof.t_stars if score == "reconstruction" else prof.noise_timesteps
+        return DiffusionDetector(ScoreConfig(score=score, t_stars=t, steps=prof.ddim_steps, n_noise=prof.n_noise,
+                                             sigma=prof.map_sigma, reduce=prof.map_reduce),
+                                 prof=prof, seed=seed, progress=False)
+    return make
+
+
+register_method("ddpm-unet/recon", _diffusion_method("reconstruction"))
+register_method("ddpm-unet/noise", _diffusion_method("noise"))
+
+
 def _default_methods() -> list[str]:
-    try:  # the diffusion detectors, when course_lib.scoring provides them
-        from . import scoring  # noqa: F401
-    except ImportError:
-        pass
     return list(METHODS)
 
 
@@ -45,7 +55,9 @@ def available_cells(tasks: list[str], prof: config.Profile, categories: dict[str
     """(task, category) pairs whose data exist; real datasets missing on disk are skipped with a note."""
     cells = []
     for name in tasks:
-        cats = (categories or {}).get(name) or data.task_categories(name)
+        # corrupted-digit tasks: the pooled "all" task (each corruption alone is studied in notebook 08)
+        default = ["all"] if "all" in data.task_categories(name) else data.task_categories(name)
+        cats = (categories or {}).get(name) or default
         if not data.TASKS[name].offline:
             try:
                 data.load_task(name, cats[0], profile=prof)

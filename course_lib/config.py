@@ -42,6 +42,9 @@ class Profile:
     t_stars: tuple[int, ...]  # noise levels t* the reconstruction score averages over
     ddim_steps: int           # K, denoising steps from t* back to 0
     n_noise: int              # noise draws averaged per image
+    noise_timesteps: tuple[int, ...]  # timesteps (1-indexed) of the noise-prediction score
+    map_sigma: float          # Gaussian smoothing of anomaly maps, in pixels
+    map_reduce: str           # image score from the map: "mean" or "max"
     # --- evaluation ---------------------------------------------------------------------
     seeds: tuple[int, ...]    # seeds the benchmark repeats every cell over
     bf16: bool                # bf16 autocast on CUDA
@@ -54,21 +57,24 @@ PROFILES: dict[str, Profile] = {
         name="smoke", digits_size=16, photo_size=16, texture_size=32, n_train=64, n_test=40,
         timesteps=1000, train_steps=30, batch_size=16, lr=2e-3,
         unet_preset="unet-tiny", dit_preset="dit-tiny",
-        t_stars=(250,), ddim_steps=3, n_noise=1, seeds=(0,), bf16=False, compile=False,
+        t_stars=(250,), ddim_steps=3, n_noise=1, noise_timesteps=(50, 250),
+        map_sigma=1.0, map_reduce="mean", seeds=(0,), bf16=False, compile=False,
     ),
     # A learner on a laptop: minutes per notebook on offline data, and the models really learn.
     "cpu": Profile(
         name="cpu", digits_size=16, photo_size=32, texture_size=64, n_train=400, n_test=200,
         timesteps=1000, train_steps=1500, batch_size=32, lr=1e-3,
         unet_preset="unet-small", dit_preset="dit-small",
-        t_stars=(100, 250), ddim_steps=10, n_noise=2, seeds=(0, 1, 2), bf16=False, compile=False,
+        t_stars=(100, 250), ddim_steps=10, n_noise=2, noise_timesteps=(50, 150, 300),
+        map_sigma=2.0, map_reduce="mean", seeds=(0, 1, 2), bf16=False, compile=False,
     ),
     # The paper's scale on real datasets: a Colab T4 up to an H200.
     "gpu": Profile(
         name="gpu", digits_size=32, photo_size=32, texture_size=128, n_train=5000, n_test=2000,
         timesteps=1000, train_steps=20000, batch_size=128, lr=2e-4,
         unet_preset="unet-base", dit_preset="dit-s2",
-        t_stars=(100, 250, 400), ddim_steps=25, n_noise=4, seeds=(0, 1, 2, 3, 4), bf16=True,
+        t_stars=(100, 250, 400), ddim_steps=25, n_noise=4,
+        noise_timesteps=(50, 150, 300), map_sigma=2.0, map_reduce="mean", seeds=(0, 1, 2, 3, 4), bf16=True,
         compile=False,
     ),
 }
@@ -117,8 +123,12 @@ def seed_everything(seed: int) -> None:
 
 
 def data_root() -> Path:
-    """Where real datasets live: `$COURSE_DATA`, default ``./data`` (created on demand)."""
-    return Path(os.environ.get("COURSE_DATA", "data")).expanduser()
+    """Where real datasets live: `$COURSE_DATA`; else the repository's ``data/`` folder when running
+    from a checkout (so notebooks/ and the repo root agree); else ``./data``."""
+    if os.environ.get("COURSE_DATA"):
+        return Path(os.environ["COURSE_DATA"]).expanduser()
+    repo_data = repo_root() / "data"
+    return repo_data if (repo_data / "README.md").exists() else Path("data")
 
 
 def repo_root() -> Path:

@@ -7,10 +7,11 @@ Two protocols turn a labelled, multi-class dataset into an anomaly-detection tas
 - ``leave-one-class-out``: every class but k is normal, class k is the anomaly
   (Ahmed & Courville 2020, "Detecting semantic anomalies").
 
-Sizes, for both: at most ``n_train`` normal training images; a test set of about ``n_test`` images,
-half normal and half anomalous (balanced, so AUROC and AUPRC are read on the same footing in
-both protocols). Within each half, classes keep their natural proportion: images are drawn uniformly
-from the pool of that half. When a pool is too small, the half gets what the pool has.
+Sizes, for both: at most ``n_train`` normal training images; a balanced test set of
+``n_test // 2`` normal and as many anomalous images (so AUROC and AUPRC are read on the same footing
+in both protocols). Within each half, classes keep their natural proportion: images are drawn
+uniformly from the pool of that half. When a pool is too small (sklearn digits have ~90 test images
+per class), both halves shrink to the smaller pool, so the test set stays balanced.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def normal_classes(protocol: str, k: int, n_classes: int) -> list[int]:
 
 def to_unit_range(x: np.ndarray | torch.Tensor, max_value: float) -> torch.Tensor:
     """Map values in [0, max_value] (uint8 images: 255) to float32 in [-1, 1]."""
-    x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    x = torch.tensor(np.asarray(x), dtype=torch.float32)  # a copy: inputs may be read-only memmaps
     return (x / max_value * 2.0 - 1.0).clamp_(-1.0, 1.0)
 
 
@@ -85,8 +86,9 @@ def select_by_class(train_labels: np.ndarray, test_labels: np.ndarray, normal: S
     is_normal_tr = np.isin(train_labels, normal)
     is_normal_te = np.isin(test_labels, normal)
     train_idx = take(rng, np.flatnonzero(is_normal_tr), n_train)
-    norm_idx = take(rng, np.flatnonzero(is_normal_te), n_test // 2)
-    anom_idx = take(rng, np.flatnonzero(~is_normal_te), n_test - n_test // 2)
+    n_half = min(n_test // 2, int(is_normal_te.sum()), int((~is_normal_te).sum()))
+    norm_idx = take(rng, np.flatnonzero(is_normal_te), n_half)
+    anom_idx = take(rng, np.flatnonzero(~is_normal_te), n_half)
     test_idx = np.concatenate([norm_idx, anom_idx])
     labels = np.concatenate([np.zeros(len(norm_idx), np.int64), np.ones(len(anom_idx), np.int64)])
     order = rng.permutation(len(test_idx))
@@ -109,7 +111,7 @@ def sample_by_class(draw: Callable[[int, str, int], torch.Tensor], n_classes: in
 
     train, _ = draw_many(normal, "train", n_train)
     x_norm, c_norm = draw_many(normal, "test", n_test // 2)
-    x_anom, c_anom = draw_many(anomalous, "test", n_test - n_test // 2)
+    x_anom, c_anom = draw_many(anomalous, "test", n_test // 2)
     test = torch.cat([x_norm, x_anom])
     labels = np.concatenate([np.zeros(len(x_norm), np.int64), np.ones(len(x_anom), np.int64)])
     classes = np.concatenate([c_norm, c_anom])
@@ -121,3 +123,8 @@ def sample_by_class(draw: Callable[[int, str, int], torch.Tensor], n_classes: in
 def kinds_from_classes(labels: np.ndarray, classes: np.ndarray, names: Sequence[str]) -> list[str]:
     """One string per test image: "normal" for normals, else the name of its class."""
     return ["normal" if lab == 0 else str(names[int(c)]) for lab, c in zip(labels, classes)]
+
+
+def equal_shares(names: Sequence[str], n: int, rng: np.random.Generator) -> list[str]:
+    """n names, each of `names` used n / len(names) times (up to one), in random order."""
+    return [str(names[i]) for i in rng.permutation(np.arange(n) % len(names))]

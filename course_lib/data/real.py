@@ -1,0 +1,148 @@
+"""Real datasets from torchvision and the MNIST-C release: ``cifar10``, ``mnist``, ``mnist-c``.
+
+Each reads from ``root`` (``$COURSE_DATA``, default ./data) and downloads only when asked
+(``download=True``, through torchvision where torchvision can). A missing dataset raises
+FileNotFoundError naming the expected path and how to get the data. Train images come from the
+official train split (normal classes only), test images from the official test split; both are
+subsampled to the profile's ``n_train`` / ``n_test`` with ``default_rng(seed)``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import Profile
+from .corruptions import CORRUPTIONS
+from .protocols import (check_protocol, equal_shares, kinds_from_classes, normal_classes, resize, select_by_class,
+                        take, to_unit_range)
+from .task import AnomalyTask
+
+CIFAR10_CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                                    "horse", "ship", "truck")
+MNIST_CLASSES: tuple[str, ...] = tuple(str(d) for d in range(10))
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+MNIST_C_URL = "https://zenodo.org/record/3239543"  # mnist_c.zip, Mu & Gilmer 2019
+MNIST_C_CORRUPTIONS: tuple[str, ...] = CORRUPTIONS  # the 15 folders next to identity/
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+               "t10k-labels-idx1-ubyte")
+
+
+def _missing(dataset: str, path: Path, how: str) -> FileNotFoundError:
+    return FileNotFoundError(f"{dataset} not found: expected {path}. {how} "
+                             "Set COURSE_DATA (or pass root=...) if your data lives elsewhere; "
+                             "see data/README.md.")
+
+
+def _torchvision(cls, root: Path, train: bool, download: bool, dataset: str):
+    try:
+        return cls(str(root), train=train, download=download)
+    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
+        raise RuntimeError(f"{dataset} under {root} is incomplete or corrupted ({e}). Delete it and "
+                           "load again with download=True.") from e
+
+
+def _class_task(dataset: str, names: tuple[str, ...], category: str, protocol: str, seed: int,
+                profile: Profile, pools: tuple, size: int) -> AnomalyTask:
+    """One-class / leave-one-class-out over uint8 pools (x_tr (N,H,W[,C]), y_tr, x_te, y_te)."""
+    x_tr, y_tr, x_te, y_te = pools
+    k = names.index(category)
+    rng = np.random.default_rng([seed, 5])
+    tr, te, labels = select_by_class(y_tr, y_te, normal_classes(protocol, k, len(names)),
+                                     profile.n_train, profile.n_test, rng)
+
+    def prep(x: np.ndarray) -> torch.Tensor:  # uint8 (n, H, W[, C]) -> (n, C, size, size) in [-1, 1]
+        t = to_unit_range(x, 255.0)
+        t = t[:, None] if t.ndim == 3 else t.permute(0, 3, 1, 2)
+        return resize(t, size)
+
+    role = "normal" if protocol == "one-class" else "the anomaly"
+    return AnomalyTask(
+        name=f"{dataset}/{category}" + ("" if protocol == "one-class" else "-out"),
+        description=f"{dataset} at {size}px; class '{category}' is {role} ({protocol} protocol).",
+        train=prep(x_tr[tr]), test=prep(x_te[te]), labels=torch.as_tensor(labels),
+        kinds=kinds_from_classes(labels, y_te[te], names))
+
+
+def build_cifar10(category: str, *, protocol: str, seed: int, profile: Profile, root: Path,
+                  download: bool, image_size: int | None = None) -> AnomalyTask:
+    check_protocol(protocol, "cifar10")
+    from torchvision.datasets import CIFAR10
+    if not download and not (root / CIFAR10.base_folder).is_dir():
+        raise _missing("CIFAR-10", root / CIFAR10.base_folder,
+                       f"Load with download=True, or download {CIFAR10_URL} and unpack it into {root}.")
+    tr = _torchvision(CIFAR10, root, True, download, "CIFAR-10")
+    te = _torchvision(CIFAR10, root, False, download, "CIFAR-10")
+    pools = (tr.data, np.asarray(tr.targets), te.data, np.asarray(te.targets))  # (N, 32, 32, 3) uint8
+    return _class_task("cifar10", CIFAR10_CLASSES, category, protocol, seed, profile, pools,
+                       image_size or profile.photo_size)
+
+
+def build_mnist(category: str, *, protocol: str, seed: int, profile: Profile, root: Path,
+                download: bool, image_size: int | None = None) -> AnomalyTask:
+    check_protocol(protocol, "mnist")
+    from torchvision.datasets import MNIST
+    raw = root / "MNIST" / "raw"
+    if not download and not all((raw / f).exists() for f in MNIST_FILES):
+        raise _missing("MNIST", raw, f"Load with download=True, or put {', '.join(MNIST_FILES)} "
+                       f"(unzipped, from {MNIST_URL}) there.")
+    tr = _torchvision(MNIST, root, True, download, "MNIST")
+    te = _torchvision(MNIST, root, False, download, "MNIST")
+    pools = (tr.data.numpy(), tr.targets.numpy(), te.data.numpy(), te.targets.numpy())  # (N, 28, 28)
+    return _class_task("mnist", MNIST_CLASSES, category, protocol, seed, profile, pools,
+                       image_size or profile.digits_size)
+
+
+def _mnist_c_arrays(root: Path, corruption: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    folder = root / "mnist_c" / corruption
+    files = (folder / f"{split}_images.npy", folder / f"{split}_labels.npy")
+    for f in files:
+        if not f.exists():
+            raise _missing("MNIST-C", f, f"Download mnist_c.zip from {MNIST_C_URL} and unzip it into "
+                           f"{root} (giving {root / 'mnist_c'}/<corruption>/{{train,test}}_images.npy); "
+                           "it cannot be downloaded automatically.")
+    return np.load(files[0], mmap_mode="r"), np.load(files[1], mmap_mode="r")
+
+
+def build_mnist_c(category: str, *, protocol: str, seed: int, profile: Profile, root: Path,
+                  download: bool, image_size: int | None = None) -> AnomalyTask:
+    """Clean digits (the ``identity`` folder) are normal; each corruption is an anomaly type
+    (Mu & Gilmer 2019). Train: clean train digits of all classes. Test: half clean test digits, half
+    corrupted test digits (equal shares per corruption under "all"); a test digit never appears both
+    clean and corrupted."""
+    check_protocol(protocol, "mnist-c", ("one-class",))
+    if download:
+        raise ValueError(f"MNIST-C cannot be downloaded automatically: get mnist_c.zip from "
+                         f"{MNIST_C_URL} and unzip it into {root}, then call without download=True.")
+    size = image_size or profile.digits_size
+    names = list(MNIST_C_CORRUPTIONS) if category == "all" else [category]
+    x_tr, _ = _mnist_c_arrays(root, "identity", "train")
+    x_te, _ = _mnist_c_arrays(root, "identity", "test")
+    corrupted = {n: _mnist_c_arrays(root, n, "test")[0] for n in names}
+    rng = np.random.default_rng([seed, 6])
+
+    def prep(x: np.ndarray) -> torch.Tensor:  # uint8 (n, 28, 28, 1) -> (n, 1, size, size)
+        return resize(to_unit_range(np.asarray(x), 255.0).reshape(len(x), 28, 28, -1).permute(0, 3, 1, 2),
+                      size)
+
+    train = prep(x_tr[np.sort(take(rng, np.arange(len(x_tr)), profile.n_train))])
+    order = rng.permutation(len(x_te))
+    n_norm = n_anom = min(profile.n_test // 2, len(x_te) // 2)
+    kind_of = np.array(equal_shares(names, n_anom, rng), dtype=object)
+    anom_idx = order[n_norm:n_norm + n_anom]
+    parts, kinds = [prep(x_te[np.sort(order[:n_norm])])], ["normal"] * n_norm
+    for name in names:
+        idx = np.sort(anom_idx[kind_of == name])
+        if len(idx):
+            parts.append(prep(corrupted[name][idx]))
+            kinds += [name] * len(idx)
+    test = torch.cat(parts)
+    labels = np.r_[np.zeros(n_norm, np.int64), np.ones(len(test) - n_norm, np.int64)]
+    perm = rng.permutation(len(test))
+    return AnomalyTask(
+        name=f"mnist-c/{category}",
+        description=f"MNIST-C at {size}px: clean digits are normal, corrupted digits ({category}) are anomalies.",
+        train=train, test=test[torch.as_tensor(perm)], labels=torch.as_tensor(labels[perm]),
+        kinds=[kinds[i] for i in perm])
