@@ -1,0 +1,310 @@
+"""One training loop for every denoiser eps_theta(x_t, t): the U-Net now, the DiT later.
+
+Algorithm 1 of Ho et al. 2020 (draw x_0, t ~ U{0..T-1}, eps ~ N(0, I); step on ||eps - eps_theta(x_t, t)||^2)
+with the usual engineering: AdamW, linear learning-rate warmup, gradient-norm clipping, an exponential
+moving average (EMA) of the weights that is used for scoring, checkpoints that resume bit-exactly on
+the CPU, and bf16 autocast / channels_last / torch.compile on CUDA.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoints import check_compatible, data_fingerprint, load_checkpoint, save_checkpoint
+from .config import Profile, checkpoint_dir, get_device
+from .data.task import check_images
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train a denoiser. :meth:`from_profile` fills it from the course profile."""
+
+    steps: int = 1000                   # optimizer steps in total
+    batch_size: int = 32                # images per step, drawn with replacement from the training set
+    lr: float = 1e-3                    # AdamW learning rate after warmup (constant, as in Ho et al.)
+    warmup: int = 100                   # steps of linear warmup from lr/warmup to lr (Ho et al.: 5000)
+    weight_decay: float = 0.0           # AdamW decoupled weight decay (Loshchilov & Hutter 2019)
+    grad_clip: float | None = 1.0       # clip the global gradient norm to this (Ho et al.: 1.0); None = off
+    ema_decay: float = 0.999            # EMA decay, warmed up as min(decay, (1+n)/(10+n)) after n updates
+    log_every: int = 50                 # update the progress bar's mean loss every this many steps
+    seed: int = 0                       # seeds the minibatches, timesteps, noise and dropout
+    bf16: bool = False                  # bf16 autocast (CUDA only; ignored on other devices)
+    compile: bool = False               # torch.compile the model (CUDA only; ignored on other devices)
+    checkpoint_path: str | None = None  # save a checkpoint here ...
+    checkpoint_every: int = 0           # ... every this many steps (0: only at the end)
+
+    def __post_init__(self):
+        problems = [f"{name}={getattr(self, name)} must be {rule}" for name, ok, rule in [
+            ("steps", self.steps >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("lr", self.lr > 0, "> 0"), ("warmup", self.warmup >= 0, ">= 0"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("grad_clip", self.grad_clip is None or self.grad_clip > 0, "> 0 or None"),
+            ("ema_decay", 0.0 <= self.ema_decay < 1.0, "in [0, 1)"),
+            ("log_every", self.log_every >= 1, ">= 1"), ("checkpoint_every", self.checkpoint_every >= 0, ">= 0"),
+        ] if not ok]
+        if problems:
+            raise ValueError("TrainConfig: " + "; ".join(problems) + ".")
+
+    @classmethod
+    def from_profile(cls, P: Profile, **overrides: Any) -> "TrainConfig":
+        """Steps, batch size, learning rate, bf16 and compile from the profile; warmup = 5% of the steps."""
+        base = dict(steps=P.train_steps, batch_size=P.batch_size, lr=P.lr, bf16=P.bf16, compile=P.compile,
+                    warmup=max(1, P.train_steps // 20), log_every=max(1, min(50, P.train_steps // 10)))
+        return cls(**{**base, **overrides})
+
+
+# Fields that may change between a run and its resumption (they do not change the numbers).
+COSMETIC_FIELDS = ("steps", "log_every", "checkpoint_path", "checkpoint_every", "compile")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns. The trained `model` itself is updated in place."""
+
+    losses: list[float]   # L_simple at every step, from step 1 (including steps before a resume)
+    seconds: float        # wall-clock training time, all sessions together
+    ema: nn.Module        # the EMA of the weights, in eval mode: score with this one
+    steps: int            # optimizer steps done
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warmup over `config.warmup` steps, then constant (Ho et al. 2020, appendix B)."""
+    return config.lr * min(1.0, (step + 1) / config.warmup) if config.warmup else config.lr
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """theta_ema <- decay * theta_ema + (1 - decay) * theta; buffers are copied."""
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p.detach(), 1.0 - decay)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+def _rng_state(data_gen: torch.Generator, noise_gen: torch.Generator, device: torch.device) -> dict:
+    state = {"data": data_gen.get_state(), "noise": noise_gen.get_state(), "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, data_gen: torch.Generator, noise_gen: torch.Generator,
+                   device: torch.device) -> None:
+    data_gen.set_state(state["data"])
+    noise_gen.set_state(state["noise"])
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def diffusion_key(diffusion) -> dict[str, Any]:
+    """What of the diffusion a trained model depends on: T, the schedule and the prediction target."""
+    return {"T": diffusion.T, "schedule": diffusion.schedule,
+            "prediction": getattr(diffusion, "prediction", "eps")}
+
+
+def training_differences(saved: dict[str, Any], config: TrainConfig) -> list[str]:
+    """Fields (other than the cosmetic ones) in which a saved train config differs from `config`."""
+    ours = dataclasses.asdict(config)
+    return [f"{k}: checkpoint {saved.get(k)!r}, now {ours[k]!r}" for k in ours
+            if k not in COSMETIC_FIELDS and saved.get(k) != ours[k]]
+
+
+def train(model: nn.Module, diffusion, images: torch.Tensor, config: TrainConfig, *,
+          device: str | torch.device | None = None, progress: bool = True,
+          resume: str | os.PathLike | None = None) -> TrainResult:
+    """Train `model` (in place) to predict the noise, with `diffusion.loss_simple`; return a TrainResult.
+
+    `resume` names a checkpoint written by an earlier, interrupted run with the same config: the run
+    continues from its step, and on the CPU ends with exactly the weights of an uninterrupted run.
+    The global torch RNG is left as it was (dropout draws from a forked, seeded copy).
+    """
+    images = check_images(images, "train: images")
+    device = torch.device(device) if device is not None else get_device()
+    on_cuda = device.type == "cuda"
+    extra = {"data": data_fingerprint(images), "diffusion": diffusion_key(diffusion)}
+    model.to(device).train()
+    if on_cuda:
+        model.to(memory_format=torch.channels_last)   # faster convolutions with tensor cores
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    data_gen = torch.Generator().manual_seed(config.seed)                        # which images
+    noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)     # t and eps
+    start, losses, seconds, ckpt = 0, [], 0.0, None
+    if resume is not None:
+        ckpt = load_checkpoint(resume)
+        check_compatible(ckpt, model, resume)
+        diffs = training_differences(ckpt["train_config"], config)
+        if ckpt["extra"] != extra:
+            diffs.append("the training images or the diffusion schedule differ")
+        if diffs:
+            raise ValueError(f"Cannot resume from {resume}: the run differs ({'; '.join(diffs)}). Only "
+                             f"{', '.join(COSMETIC_FIELDS)} may change when resuming.")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start, losses, seconds = ckpt["step"], ckpt["losses"].tolist(), ckpt["seconds"]
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    if ckpt is not None:
+        ema.load_state_dict(ckpt["ema"])
+    forward = torch.compile(model) if (config.compile and on_cuda) else model
+    cuda_ids = [device.index or 0] if on_cuda else []
+    with torch.random.fork_rng(devices=cuda_ids):
+        torch.manual_seed(config.seed + 2)                                       # dropout
+        if ckpt is not None:
+            _set_rng_state(ckpt["rng"], data_gen, noise_gen, device)
+        bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="train",
+                   disable=not progress, leave=False)
+        t0 = time.perf_counter()
+        for step in bar:                                  # this update makes `step + 1` steps done
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, config)
+            idx = torch.randint(len(images), (config.batch_size,), generator=data_gen)
+            x0 = images[idx].to(device, non_blocking=True)                      # (B, C, H, W)
+            if on_cuda:
+                x0 = x0.contiguous(memory_format=torch.channels_last)
+            t = torch.randint(diffusion.T, (config.batch_size,), generator=noise_gen, device=device)
+            noise = torch.randn(x0.shape, generator=noise_gen, device=device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and on_cuda):
+                loss = diffusion.loss_simple(forward, x0, t, noise)
+            value = loss.detach().item()
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"train: the loss is {value} at step {step + 1}; training stopped. Lower the learning "
+                    f"rate (lr={config.lr}), keep gradient clipping on, or check the model for NaN/inf.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            ema_update(ema, model, min(config.ema_decay, (1 + step) / (10 + step)))
+            losses.append(value)
+            done = step + 1
+            if done % config.log_every == 0 or done == config.steps:
+                recent = losses[-config.log_every:]
+                bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
+            if config.checkpoint_path and ((config.checkpoint_every and done % config.checkpoint_every == 0)
+                                           or done == config.steps):
+                save_checkpoint(config.checkpoint_path, model, ema, optimizer, done,
+                                train_config=dataclasses.asdict(config),
+                                rng=_rng_state(data_gen, noise_gen, device), losses=losses,
+                                seconds=seconds + time.perf_counter() - t0, extra=extra)
+        bar.close()
+        seconds += time.perf_counter() - t0
+    return TrainResult(losses=losses, seconds=seconds, ema=ema, steps=max(start, len(losses)))
+
+
+def train_or_load(name: str, make_model: Callable[[], nn.Module], diffusion, images: torch.Tensor,
+                  train_config: TrainConfig, *, directory: str | os.PathLike | None = None,
+                  device: str | torch.device | None = None,
+                  progress: bool = True) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+    """Reuse the model an earlier notebook trained, or train it now: returns (model, ema, info).
+
+    Loads ``<directory>/<name>.pt`` (default :func:`course_lib.config.checkpoint_dir`) when it holds
+    this very model, config, training run and data; resumes it when that run was interrupted; otherwise
+    trains from scratch and saves there. Both models come back in eval mode on `device`.
+    `info` has: path, loaded (bool), reason, steps, seconds, losses.
+    """
+    path = Path(directory if directory is not None else checkpoint_dir()) / f"{name}.pt"
+    device = torch.device(device) if device is not None else get_device()
+    config = dataclasses.replace(train_config, checkpoint_path=str(path))
+    model = make_model()
+    resume, reason = None, "no checkpoint yet"
+    if path.exists():
+        try:
+            ckpt = load_checkpoint(path)
+            check_compatible(ckpt, model, path)
+            reason = "; ".join(training_differences(ckpt["train_config"], config))
+            if ckpt["train_config"].get("steps") != config.steps:
+                reason = f"steps: checkpoint {ckpt['train_config'].get('steps')}, now {config.steps}"
+            elif ckpt["extra"].get("data") != data_fingerprint(check_images(images, "train_or_load: images")):
+                reason = "the checkpoint was trained on other images"
+            elif ckpt["extra"].get("diffusion") != diffusion_key(diffusion):
+                reason = "the checkpoint was trained with another diffusion schedule"
+        except ValueError as err:
+            warnings.warn(f"{err} Training {name!r} again.")
+            ckpt, reason = None, str(err)
+        if ckpt is not None and not reason:
+            if ckpt["step"] >= config.steps:
+                model.load_state_dict(ckpt["model"])
+                ema = copy.deepcopy(model).requires_grad_(False)
+                ema.load_state_dict(ckpt["ema"])
+                info = dict(path=path, loaded=True, reason="found a matching checkpoint",
+                            steps=ckpt["step"], seconds=ckpt["seconds"], losses=ckpt["losses"].tolist())
+                return model.to(device).eval(), ema.to(device).eval(), info
+            resume, reason = path, f"resuming an interrupted run at step {ckpt['step']}"
+        elif ckpt is not None:
+            reason = f"the checkpoint does not match ({reason}); training again"
+    result = train(model, diffusion, images, config, device=device, progress=progress, resume=resume)
+    info = dict(path=path, loaded=False, reason=reason, steps=result.steps, seconds=result.seconds,
+                losses=result.losses)
+    return model.eval(), result.ema, info
+
+
+@dataclass
+class StepCost:
+    """Time and memory of one training step (forward, backward, AdamW update)."""
+
+    seconds_per_step: float   # mean wall-clock seconds of one step (after warm-up steps)
+    peak_bytes: int           # peak memory of one step, see `method`
+    method: str               # how peak_bytes was measured
+
+
+def step_cost(model: nn.Module, diffusion, images: torch.Tensor, batch_size: int, *, steps: int = 5,
+              device: str | torch.device | None = None, bf16: bool = False) -> StepCost:
+    """Measure seconds per step and peak memory of training `model` at `batch_size` (weights are changed).
+
+    CUDA: ``torch.cuda.max_memory_allocated`` over the measured steps (exact, all tensors).
+    CPU/MPS: an estimate from the tensors themselves: weights + gradients + the two AdamW moments
+    (4 x parameter bytes) + the activations autograd saves for backward (counted once each through
+    ``torch.autograd.graph.saved_tensors_hooks``). The process's ``ru_maxrss`` would instead report the
+    high-water mark of everything Python ever held, so it is not used.
+    """
+    device = torch.device(device) if device is not None else get_device()
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x0 = images[torch.arange(batch_size) % len(images)].to(device)
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    def one_step(count_activations: bool) -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
+            if count_activations:
+                with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+                    loss = diffusion.loss_simple(model, x0)
+            else:
+                loss = diffusion.loss_simple(model, x0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    one_step(count_activations=device.type != "cuda")      # warm-up (and the CPU activation count)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        one_step(count_activations=False)
+    sync()
+    seconds = (time.perf_counter() - t0) / steps
+    if device.type == "cuda":
+        return StepCost(seconds, torch.cuda.max_memory_allocated(device), "torch.cuda.max_memory_allocated")
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    return StepCost(seconds, 4 * param_bytes + sum(saved.values()),
+                    "estimate: 4 x parameter bytes (weights, grads, AdamW moments) + saved activations")
