@@ -47,7 +47,13 @@ class PixelBaseline(Detector):
         self.model_ = self._make().fit(self.scaler_.transform(x))
 
     def _score(self, images: torch.Tensor) -> np.ndarray:
-        return self.model_.decision_function(self.scaler_.transform(flatten_pixels(images)))
+        x = self.scaler_.transform(flatten_pixels(images))
+        if self.name == "copod":
+            # pyod's COPOD builds its empirical CDFs from the training data *plus the batch it scores*,
+            # so an image's score would depend on its batch-mates. One image at a time keeps the
+            # score a function of the image alone (the CDFs see n_train + 1 points).
+            return np.concatenate([self.model_.decision_function(x[i:i + 1]) for i in range(len(x))])
+        return self.model_.decision_function(x)
 
 
 def make_baseline(name: BaselineName, seed: int = 0) -> PixelBaseline:

@@ -62,7 +62,7 @@ PROFILES: dict[str, Profile] = {
     ),
     # A learner on a laptop: minutes per notebook on offline data, and the models really learn.
     "cpu": Profile(
-        name="cpu", digits_size=16, photo_size=32, texture_size=64, n_train=400, n_test=200,
+        name="cpu", digits_size=16, photo_size=32, texture_size=32, n_train=400, n_test=200,
         timesteps=1000, train_steps=1500, batch_size=32, lr=1e-3,
         unet_preset="unet-small", dit_preset="dit-small",
         t_stars=(100, 250), ddim_steps=10, n_noise=2, noise_timesteps=(50, 150, 300),

@@ -48,3 +48,11 @@ def test_baseline_refuses_bad_input():
     det.fit(_blobs(20, 0))
     with pytest.raises(ValueError, match="fitted on images of shape"):
         det.score(torch.zeros(2, 1, 8, 8))
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_score_of_an_image_does_not_depend_on_its_batch(name):
+    normal = _blobs(100, 0)
+    test = torch.cat([_blobs(20, 1), _blobs(20, 2, shift=0.6)])
+    det = make_baseline(name).fit(normal)
+    np.testing.assert_allclose(det.score(test)[:5], det.score(test[:5]), rtol=1e-10)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import numpy as np
 import torch
 
 from ._core import fail, passed
 
-__all__ = ["check_timestep_embedding", "check_ema_update", "check_warmup_lr"]
+__all__ = ["check_timestep_embedding", "check_ema_update", "check_warmup_lr", "check_attention"]
 
 
 def _call(fn: Callable, what: str, *args):
@@ -95,4 +96,41 @@ def check_warmup_lr(fn: Callable[[int, float, int], float]) -> bool:
                 hint = ("The first step (step = 0) already uses lr / warmup, not 0." if step == 0 else
                         "Ramp linearly: lr * (step + 1) / warmup, then stay at lr; warmup = 0 means no ramp.")
                 fail(what, f"step={step}, lr={lr}, warmup={warmup}: expected {expected:.6g}, got {got!r}.", hint)
+    return passed(what)
+
+
+def _attention_reference(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, axis: int) -> np.ndarray:
+    """softmax(q k^T * scale) v in float64, row by row, the softmax taken along `axis` of the scores."""
+    scores = np.einsum("bhnd,bhmd->bhnm", q, k) * scale           # (B, heads, N, N)
+    weights = np.exp(scores - scores.max(axis=axis, keepdims=True))
+    weights /= weights.sum(axis=axis, keepdims=True)
+    return np.einsum("bhnm,bhmd->bhnd", weights, v)                # (B, heads, N, d)
+
+
+def check_attention(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> bool:
+    """`fn(q, k, v)` with q, k, v of shape (B, heads, N, d) -> softmax(q k^T / sqrt(d)) v, (B, heads, N, d)."""
+    what = "scaled dot-product attention"
+    g = torch.Generator().manual_seed(0)
+    for shape in ((2, 1, 5, 4), (1, 3, 7, 16)):
+        q, k, v = (torch.randn(shape, generator=g, dtype=torch.float64) * 2 for _ in range(3))
+        out = _call(fn, what, q.float(), k.float(), v.float())
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            fail(what, f"for q, k, v of shape {shape} expected an output of shape {shape}, got {got}.",
+                 "weights = softmax(q @ k.transpose(-1, -2) / sqrt(d), dim=-1) has shape (B, heads, N, N); "
+                 "return weights @ v.")
+        out = out.detach().double().numpy()
+        qn, kn, vn, d = q.numpy(), k.numpy(), v.numpy(), shape[-1]
+        if np.allclose(out, _attention_reference(qn, kn, vn, d ** -0.5, -1), atol=1e-4):
+            continue
+        if np.allclose(out, _attention_reference(qn, kn, vn, 1.0, -1), atol=1e-4):
+            fail(what, "the scores are not scaled.", "Divide q k^T by sqrt(d), d = q.shape[-1] (the head width).")
+        if np.allclose(out, _attention_reference(qn, kn, vn, 1.0 / d, -1), atol=1e-4):
+            fail(what, "the scores are divided by d instead of sqrt(d).", "Scale by 1 / math.sqrt(d).")
+        if np.allclose(out, _attention_reference(qn, kn, vn, d ** -0.5, -2), atol=1e-4):
+            fail(what, "the softmax runs over the queries (dim=-2).",
+                 "Each query's weights over the keys must sum to 1: softmax(..., dim=-1).")
+        fail(what, f"values differ from softmax(q k^T / sqrt(d)) v for q, k, v of shape {shape}.",
+             "scores = q @ k.transpose(-1, -2) / math.sqrt(d); weights = scores.softmax(dim=-1); "
+             "return weights @ v.")
     return passed(what)

@@ -1,0 +1,144 @@
+"""Self-checks for the exercises of notebooks 02 (forward diffusion) and 03 (reverse process, ELBO).
+
+Each check calls the learner's function on small cases (float64) and compares it with an independent
+reference: numpy cumulative products, Gaussian conditioning, ``torch.distributions``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ._core import fail, passed
+
+__all__ = ["check_alphas_cumprod", "check_q_sample", "check_posterior", "check_normal_kl"]
+
+
+def _run(fn: Callable, what: str, *args):
+    """Call the learner's function; any exception becomes an ExerciseError that names it."""
+    try:
+        return fn(*args)
+    except Exception as err:  # noqa: BLE001 -- report the learner's error, keep the traceback
+        fail(what, f"your function raised {type(err).__name__}: {err}",
+             "Read the traceback above (the 'During handling' part) and fix the line it names.")
+
+
+def _numbers(x, what: str, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The learner's answer as float64 numpy of a given shape, or a clear failure."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().double().numpy()
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        fail(what, f"{name} could not be turned into numbers ({err}).", "Return a torch tensor.")
+        raise  # unreachable
+    if arr.shape != shape:
+        try:
+            arr = np.broadcast_to(arr, shape)
+        except ValueError:
+            fail(what, f"{name} has shape {arr.shape}, expected {shape}.",
+                 "All the operations are elementwise: keep the input's shape.")
+    return arr
+
+
+def _rng_tensors(seed: int, *shapes: tuple[int, ...]) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=g, dtype=torch.float64) for s in shapes]
+
+
+# --- 02: abar_t = prod_{s <= t} (1 - beta_s) -----------------------------------------------------
+def check_alphas_cumprod(fn: Callable) -> bool:
+    """``fn(betas) -> alphas_cumprod``: betas (T,) float64 tensor in (0, 1); returns
+    abar_t = prod_{s=1}^{t} (1 - beta_s), shape (T,)."""
+    what = "alphas_cumprod"
+    for T in (5, 1000):
+        betas = torch.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T, dtype=torch.float64)
+        want = np.cumprod(1 - betas.numpy())
+        got = _numbers(_run(fn, what, betas.clone()), what, "alphas_cumprod", (T,))
+        if np.isclose(got[0], 1.0) and not np.isclose(want[0], 1.0):
+            fail(what, "your first entry is 1: you included the empty product (t = 0).",
+                 "abar_1 = 1 - beta_1 already: the product starts at s = 1.")
+        if np.allclose(got, np.cumprod(betas.numpy()), rtol=1e-6):
+            fail(what, "you multiplied the betas; the signal kept per step is alpha = 1 - beta.")
+        if not np.allclose(got, want, rtol=1e-6, atol=1e-12):
+            i = int(np.argmax(np.abs(got - want)))
+            fail(what, f"with T = {T}, entry {i} is {got[i]:.6g}, expected {want[i]:.6g}.",
+                 "alphas = 1 - betas, then a cumulative product: torch.cumprod(alphas, dim=0).")
+    return passed(what)
+
+
+# --- 02: x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps ----------------------------------------------------
+def check_q_sample(fn: Callable) -> bool:
+    """``fn(x0, abar_t, eps) -> x_t``: the closed form of q(x_t | x_0) for a scalar abar_t in (0, 1)."""
+    what = "q_sample (closed form)"
+    x0, eps = _rng_tensors(0, (4, 3), (4, 3))
+    for abar in (0.9, 0.25, 1e-3):
+        want = math.sqrt(abar) * x0.numpy() + math.sqrt(1 - abar) * eps.numpy()
+        got = _numbers(_run(fn, what, x0.clone(), abar, eps.clone()), what, "x_t", (4, 3))
+        if np.allclose(got, abar * x0.numpy() + (1 - abar) * eps.numpy()):
+            fail(what, "you scaled by abar and (1 - abar) instead of their square roots.",
+                 "The *variances* add up to one: (sqrt(abar))^2 + (sqrt(1 - abar))^2 = 1.")
+        if not np.allclose(got, want, atol=1e-10):
+            fail(what, f"with abar_t = {abar} the result differs from sqrt(abar) x0 + sqrt(1 - abar) eps "
+                       f"by up to {np.abs(got - want).max():.3g}.",
+                 "x_t = sqrt(abar_t) * x0 + sqrt(1 - abar_t) * eps, elementwise.")
+    return passed(what)
+
+
+# --- 03: q(x_{t-1} | x_t, x_0) ----------------------------------------------------------------------
+def check_posterior(fn: Callable) -> bool:
+    """``fn(x0, x_t, beta_t, abar_t, abar_prev) -> (mean, variance)`` of q(x_{t-1} | x_t, x_0)
+    (Ho et al. 2020, eq. 6-7). Checked against conditioning the joint Gaussian of (x_{t-1}, x_t)."""
+    what = "posterior q(x_{t-1} | x_t, x_0)"
+    x0, x_t = _rng_tensors(1, (5,), (5,))
+    for abar_prev, beta in ((0.99, 0.01), (0.5, 0.02), (0.05, 0.3)):
+        abar = abar_prev * (1 - beta)
+        # Independent route: Var(x_{t-1}|x_0) = 1 - abar_prev, Cov(x_{t-1}, x_t|x_0) = sqrt(1-beta) (1-abar_prev)
+        s11, s12, s22 = 1 - abar_prev, math.sqrt(1 - beta) * (1 - abar_prev), 1 - abar
+        want_mean = math.sqrt(abar_prev) * x0.numpy() + s12 / s22 * (x_t.numpy() - math.sqrt(abar) * x0.numpy())
+        want_var = s11 - s12 ** 2 / s22
+        out = _run(fn, what, x0.clone(), x_t.clone(), beta, abar, abar_prev)
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            fail(what, "return a pair (mean, variance).")
+        mean = _numbers(out[0], what, "the mean", (5,))
+        var = _numbers(out[1], what, "the variance", (5,))
+        if np.allclose(var, math.sqrt(want_var)):
+            fail(what, "your variance is the standard deviation.",
+                 "tilde beta_t = (1 - abar_{t-1}) / (1 - abar_t) * beta_t, no square root.")
+        if not np.allclose(var, want_var, rtol=1e-8):
+            fail(what, f"for beta_t = {beta}, abar_(t-1) = {abar_prev} the variance is {float(var.flat[0]):.6g}, "
+                       f"expected {want_var:.6g}.", "tilde beta_t = (1 - abar_{t-1}) / (1 - abar_t) * beta_t.")
+        if not np.allclose(mean, want_mean, atol=1e-10):
+            fail(what, f"for beta_t = {beta}, abar_(t-1) = {abar_prev} the mean is off by up to "
+                       f"{np.abs(mean - want_mean).max():.3g}.",
+                 "tilde mu = sqrt(abar_{t-1}) beta_t / (1 - abar_t) x0 + sqrt(alpha_t) (1 - abar_{t-1}) / "
+                 "(1 - abar_t) x_t, with alpha_t = 1 - beta_t.")
+    return passed(what)
+
+
+# --- 03: KL between two Gaussians -------------------------------------------------------------------
+def check_normal_kl(fn: Callable) -> bool:
+    """``fn(mu1, var1, mu2, var2) -> KL(N(mu1, var1) || N(mu2, var2))`` elementwise, in nats.
+    Compared with ``torch.distributions.kl_divergence``."""
+    from torch.distributions import Normal, kl_divergence
+    what = "normal_kl"
+    mu1, mu2, a, b = _rng_tensors(2, (50,), (50,), (50,), (50,))
+    var1, var2 = a.exp(), (2 * b).exp()
+    want = kl_divergence(Normal(mu1, var1.sqrt()), Normal(mu2, var2.sqrt())).numpy()
+    got = _numbers(_run(fn, what, mu1.clone(), var1.clone(), mu2.clone(), var2.clone()), what, "the KL", (50,))
+    same = _numbers(_run(fn, what, mu1.clone(), var1.clone(), mu1.clone(), var1.clone()), what, "the KL", (50,))
+    if np.abs(same).max() > 1e-9:
+        fail(what, f"KL(p || p) should be 0, you return up to {np.abs(same).max():.3g}.",
+             "Check the '- 1' inside the bracket and the log of the variance ratio.")
+    swapped = kl_divergence(Normal(mu2, var2.sqrt()), Normal(mu1, var1.sqrt())).numpy()
+    if np.allclose(got, swapped, rtol=1e-8):
+        fail(what, "you computed KL(q || p) instead of KL(p || q): the KL is not symmetric.",
+             "The first distribution's variance goes in the numerator: var1 / var2.")
+    if not np.allclose(got, want, rtol=1e-8, atol=1e-10):
+        i = int(np.argmax(np.abs(got - want)))
+        fail(what, f"for mu1={mu1[i]:.3f}, var1={var1[i]:.3f}, mu2={mu2[i]:.3f}, var2={var2[i]:.3f} you return "
+                   f"{got[i]:.5f}, torch.distributions gives {want[i]:.5f}.",
+             "KL = 0.5 * (log(var2 / var1) + (var1 + (mu1 - mu2)^2) / var2 - 1).")
+    return passed(what)
