@@ -6,8 +6,9 @@ PIP ?= $(PY) -m pip
 install:
 	$(PIP) install -q -e ".[dev]"
 
+BENCH_ARGS ?=
 bench: install   ## the main job: every detector on every offline task, AUROC table in results/
-	$(PY) -m course_lib.bench
+	$(PY) -m course_lib.bench $(BENCH_ARGS)
 
 test: install    ## unit tests + every notebook under nbval (set COURSE_PROFILE=smoke for speed)
 	COURSE_PROFILE=$${COURSE_PROFILE:-smoke} $(PY) -m pytest

@@ -36,8 +36,10 @@ def register_method(name: str, factory: Callable[[config.Profile, int], Detector
 def _diffusion_method(score: str) -> Callable[[config.Profile, int], Detector]:
     def make(prof: config.Profile, seed: int) -> Detector:
         from .scoring import DiffusionDetector, ScoreConfig
-        t = prof.t_stars if score == "reconstruction" else prof.noise_timesteps
-        return DiffusionDetector(ScoreConfig(score=score, t_stars=t, steps=prof.ddim_steps, n_noise=prof.n_noise,
+        recon = score == "reconstruction"
+        # the noise score draws one fixed noise per timestep: its timesteps already average over noise
+        return DiffusionDetector(ScoreConfig(score=score, t_stars=prof.t_stars if recon else prof.noise_timesteps,
+                                             steps=prof.ddim_steps, n_noise=prof.n_noise if recon else 1,
                                              sigma=prof.map_sigma, reduce=prof.map_reduce),
                                  prof=prof, seed=seed, progress=False)
     return make
