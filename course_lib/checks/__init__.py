@@ -4,3 +4,4 @@ from ._core import ExerciseError, fail, passed  # noqa: F401
 from .foundation import *  # noqa: F401,F403
 from .diffusion import *  # noqa: F401,F403
 from .unet import *  # noqa: F401,F403
+from .scoring import *  # noqa: F401,F403
