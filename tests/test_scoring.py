@@ -110,14 +110,6 @@ from course_lib.scoring import DiffusionDetector, ScoreConfig, fit_denoiser  # n
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
 def trained(tmp_path_factory, one_thread):
     """unet-tiny trained 200 steps on the normal digits '0' (16 px): a few seconds on one core."""
     prof = config.profile("smoke", train_steps=200, n_test=80)

@@ -11,13 +11,7 @@ from course_lib.nets.unet import PRESETS
 SIZES = [(1, 16), (3, 16), (1, 32), (3, 32), (1, 64), (3, 64)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and the shared CI cores are not oversubscribed)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _randomize_output(model: UNet) -> UNet:

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ._core import fail, passed
+from ._core import call_learner as _call, fail, passed
 
 __all__ = [
     "check_auroc", "check_to_unit_range", "check_one_class_labels",
@@ -30,14 +30,6 @@ def _as_array(x, what: str, name: str) -> np.ndarray:
              "Return a number, a numpy array or a torch tensor.")
         raise  # unreachable: fail() raises
 
-
-def _call(fn: Callable, what: str, *args):
-    """Call the learner's function; an exception becomes an ExerciseError that keeps the traceback."""
-    try:
-        return fn(*args)
-    except Exception as err:  # noqa: BLE001 -- any error in the learner's code is reported as such
-        fail(what, f"your function raised {type(err).__name__}: {err}",
-             "Read the traceback above (the 'During handling' part), fix the line it names.")
 
 
 # --- 00: the AUROC by counting pairs ------------------------------------------------------------------

@@ -13,17 +13,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ._core import fail, passed
+from ._core import call_learner as _call, fail, passed
 
 __all__ = ["GaussianEpsOracle", "check_noise_prediction_map", "check_smooth_maps"]
 
-
-def _call(fn: Callable, what: str, *args):
-    try:
-        return fn(*args)
-    except Exception as err:  # noqa: BLE001 -- any error in the learner's code is reported as such
-        fail(what, f"your function raised {type(err).__name__}: {err}",
-             "Read the traceback above (the 'During handling' part) and fix the line it names.")
 
 
 def _as_array(x, what: str, shape: tuple[int, ...]) -> np.ndarray:

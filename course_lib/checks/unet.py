@@ -11,17 +11,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ._core import fail, passed
+from ._core import call_learner as _call, fail, passed
 
 __all__ = ["check_timestep_embedding", "check_ema_update", "check_warmup_lr", "check_attention"]
 
-
-def _call(fn: Callable, what: str, *args):
-    try:
-        return fn(*args)
-    except Exception as err:  # noqa: BLE001 -- any error in the learner's code is reported as such
-        fail(what, f"your function raised {type(err).__name__}: {err}",
-             "Read the traceback above (the 'During handling' part) and fix the line it names.")
 
 
 def _embedding_reference(t: list[float], dim: int) -> torch.Tensor:
