@@ -128,8 +128,9 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index().fillna({"auroc_std": 0.0, "auprc_std": 0.0})
 
 
-def to_markdown(summary: pd.DataFrame, prof: config.Profile) -> str:
-    lines = [f"Profile `{prof.name}`; mean ± std over categories and seeds ({', '.join(map(str, prof.seeds))}).",
+def to_markdown(summary: pd.DataFrame, prof: config.Profile, seeds: list[int]) -> str:
+    lines = [f"Profile `{prof.name}`; mean ± std over categories and seeds ({', '.join(map(str, seeds))}). "
+             "fit s = training seconds (diffusion) or fit seconds (baselines); NFE = network evaluations per image.",
              "", "| task | method | AUROC | AUPRC | pixel AUROC | fit s | ms / image | NFE | cells |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in summary.itertuples():
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     summary = summarize(df)
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "benchmark.csv", index=False)
-    md = to_markdown(summary, prof)
+    md = to_markdown(summary, prof, seeds)
     (args.out / "benchmark.md").write_text(md)
     plot(summary, args.out / "benchmark.png")
     print(md)

@@ -1,0 +1,35 @@
+"""The benchmark runner: tables, files, resume from cache, clear errors."""
+import json
+
+import pandas as pd
+import pytest
+
+from course_lib import bench
+
+
+def test_bench_writes_tables_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    args = ["--tasks", "digits-c", "--methods", "iforest", "copod", "--seeds", "0", "--out", str(tmp_path)]
+    df = bench.main(args)
+    assert set(df["method"]) == {"iforest", "copod"} and (df["category"] == "all").all()
+    assert df["auroc"].between(0, 1).all()
+    csv = pd.read_csv(tmp_path / "benchmark.csv")
+    assert len(csv) == 2
+    md = (tmp_path / "benchmark.md").read_text()
+    assert "| digits-c | iforest |" in md and "seeds (0)" in md
+    assert (tmp_path / "benchmark.png").stat().st_size > 0
+    # A cached cell is read back, not recomputed: change its AUROC on disk and see it come back.
+    cached = tmp_path / "cache" / "smoke" / "digits-c__all__iforest__0.json"
+    row = json.loads(cached.read_text())
+    row["auroc"] = 0.123
+    cached.write_text(json.dumps(row))
+    again = bench.main(args)
+    assert again.loc[again["method"] == "iforest", "auroc"].item() == 0.123
+
+
+def test_bench_refuses_unknown_names(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    with pytest.raises(SystemExit):
+        bench.main(["--tasks", "imagenet", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="Unknown method.*iforest"):
+        bench.main(["--tasks", "digits-c", "--methods", "knn", "--out", str(tmp_path)])
