@@ -5,11 +5,14 @@
 
 Writes ``results/benchmark.csv`` (one row per task x category x method x seed),
 ``results/benchmark.md`` (mean ± std per task and method) and ``results/benchmark.png``.
-Finished cells are cached in ``results/cache/`` so an interrupted run resumes where it stopped.
+Finished cells are cached in ``results/cache/<profile>-<fingerprint>/`` so an interrupted run resumes
+where it stopped; the fingerprint hashes every field of the profile, so changing a setting starts a
+fresh cache. (A change to course_lib's code does not: rerun with ``--no-cache`` then.)
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -40,7 +43,8 @@ def _diffusion_method(score: str) -> Callable[[config.Profile, int], Detector]:
         # the noise score draws one fixed noise per timestep: its timesteps already average over noise
         return DiffusionDetector(ScoreConfig(score=score, t_stars=prof.t_stars if recon else prof.noise_timesteps,
                                              steps=prof.ddim_steps, n_noise=prof.n_noise if recon else 1,
-                                             sigma=prof.map_sigma, reduce=prof.map_reduce),
+                                             sigma=prof.map_sigma, reduce=prof.map_reduce,
+                                             calibrate=prof.map_calibrate),
                                  prof=prof, seed=seed, progress=False)
     return make
 
@@ -90,12 +94,17 @@ def run_cell(task, method: str, prof: config.Profile, seed: int) -> dict:
     return row
 
 
+def cache_dir(out: Path, prof: config.Profile) -> Path:
+    """Where finished cells of this exact profile (every field) are kept."""
+    return out / "cache" / f"{prof.name}-{hashlib.sha1(repr(prof).encode()).hexdigest()[:10]}"
+
+
 def run(tasks: list[str], methods: list[str], seeds: list[int], prof: config.Profile,
         out: Path, categories: dict[str, list[str]] | None = None, use_cache: bool = True) -> pd.DataFrame:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"Unknown method(s) {unknown}; valid methods: {', '.join(METHODS)}.")
-    cache = out / "cache" / prof.name
+    cache = cache_dir(out, prof)
     cache.mkdir(parents=True, exist_ok=True)
     rows = []
     cells = available_cells(tasks, prof, categories)

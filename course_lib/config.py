@@ -45,6 +45,7 @@ class Profile:
     noise_timesteps: tuple[int, ...]  # timesteps (1-indexed) of the noise-prediction score
     map_sigma: float          # Gaussian smoothing of anomaly maps, in pixels
     map_reduce: str           # image score from the map: "mean" or "max"
+    map_calibrate: bool       # standardize each level's map per pixel against normal images (scoring.py)
     # --- evaluation ---------------------------------------------------------------------
     seeds: tuple[int, ...]    # seeds the benchmark repeats every cell over
     bf16: bool                # bf16 autocast on CUDA
@@ -58,7 +59,7 @@ PROFILES: dict[str, Profile] = {
         timesteps=1000, train_steps=30, batch_size=16, lr=2e-3,
         unet_preset="unet-tiny", dit_preset="dit-tiny",
         t_stars=(250,), ddim_steps=3, n_noise=1, noise_timesteps=(50, 250),
-        map_sigma=1.0, map_reduce="max", seeds=(0,), bf16=False, compile=False,
+        map_sigma=1.0, map_reduce="max", map_calibrate=True, seeds=(0,), bf16=False, compile=False,
     ),
     # A learner on a laptop: minutes per notebook on offline data, and the models really learn.
     "cpu": Profile(
@@ -66,7 +67,7 @@ PROFILES: dict[str, Profile] = {
         timesteps=1000, train_steps=800, batch_size=32, lr=1e-3,
         unet_preset="unet-small", dit_preset="dit-small",
         t_stars=(100, 250), ddim_steps=10, n_noise=2, noise_timesteps=(50, 150, 300),
-        map_sigma=2.0, map_reduce="max", seeds=(0, 1, 2), bf16=False, compile=False,
+        map_sigma=2.0, map_reduce="max", map_calibrate=True, seeds=(0, 1, 2), bf16=False, compile=False,
     ),
     # The paper's scale on real datasets: a Colab T4 up to an H200.
     "gpu": Profile(
@@ -74,8 +75,8 @@ PROFILES: dict[str, Profile] = {
         timesteps=1000, train_steps=20000, batch_size=128, lr=2e-4,
         unet_preset="unet-base", dit_preset="dit-s2",
         t_stars=(100, 250, 400), ddim_steps=25, n_noise=4,
-        noise_timesteps=(50, 150, 300), map_sigma=2.0, map_reduce="max", seeds=(0, 1, 2, 3, 4), bf16=True,
-        compile=False,
+        noise_timesteps=(50, 150, 300), map_sigma=2.0, map_reduce="max", map_calibrate=True,
+        seeds=(0, 1, 2, 3, 4), bf16=True, compile=False,
     ),
 }
 

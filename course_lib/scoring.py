@@ -30,9 +30,10 @@ MapReduce = Literal["mean", "max"]
 
 
 class ScoreResult(NamedTuple):
-    scores: torch.Tensor   # (B,) image scores, higher = more anomalous
-    maps: torch.Tensor     # (B, 1, H, W) per-pixel squared error, averaged over channels and draws
-    nfe: int               # network evaluations spent per image
+    scores: torch.Tensor       # (B,) image scores, higher = more anomalous
+    maps: torch.Tensor         # (B, 1, H, W) per-pixel squared error, averaged over channels, draws and levels
+    nfe: int                   # network evaluations spent per image
+    level_maps: torch.Tensor   # (L, B, 1, H, W) the same, one map per noise level (t* or t), before averaging
 
 
 def _generator(seed: int, device: torch.device) -> torch.Generator:
@@ -48,16 +49,15 @@ def reconstruction_error(diffusion: Diffusion, model, x0: torch.Tensor, t_stars=
     t* is 1-indexed in [1, T] as in the paper (t* = T means pure noise).
     """
     gen = _generator(seed, x0.device)
-    maps = torch.zeros(x0.shape[0], 1, *x0.shape[2:], device=x0.device)
+    levels = torch.zeros(len(t_stars), x0.shape[0], 1, *x0.shape[2:], device=x0.device)
     nfe = 0
-    for t_star in t_stars:
+    for level, t_star in zip(levels, t_stars):
         for _ in range(n_noise):
             x_hat, used = reconstruct(diffusion, model, x0, t_star, steps=steps, sampler=sampler, eta=eta,
                                       generator=gen)
-            maps += (x0 - x_hat.float()).pow(2).mean(1, keepdim=True)
+            level += (x0 - x_hat.float()).pow(2).mean(1, keepdim=True)
             nfe += used
-    maps /= len(t_stars) * n_noise
-    return ScoreResult(maps.flatten(1).mean(1), maps, nfe)
+    return _result(levels / n_noise, nfe)
 
 
 @torch.no_grad()
@@ -69,17 +69,21 @@ def noise_prediction_error(diffusion: Diffusion, model, x0: torch.Tensor, timest
     every image of the batch, so an image's score depends on the image alone (not on its batch).
     """
     gen = _generator(seed, x0.device)
-    maps = torch.zeros(x0.shape[0], 1, *x0.shape[2:], device=x0.device)
-    for t1 in timesteps:
+    levels = torch.zeros(len(timesteps), x0.shape[0], 1, *x0.shape[2:], device=x0.device)
+    for level, t1 in zip(levels, timesteps):
         if not 1 <= int(t1) <= diffusion.T:
             raise ValueError(f"timestep {t1} must lie in [1, {diffusion.T}] (1-indexed, as t* in the paper).")
         t = torch.full((x0.shape[0],), int(t1) - 1, device=x0.device, dtype=torch.long)
         for _ in range(n_noise):
             eps = torch.randn((1, *x0.shape[1:]), generator=gen, device=x0.device).expand_as(x0)
             eps_hat = model(diffusion.q_sample(x0, t, eps), t).float()
-            maps += (eps - eps_hat).pow(2).mean(1, keepdim=True)
-    maps /= len(timesteps) * n_noise
-    return ScoreResult(maps.flatten(1).mean(1), maps, len(timesteps) * n_noise)
+            level += (eps - eps_hat).pow(2).mean(1, keepdim=True)
+    return _result(levels / n_noise, len(timesteps) * n_noise)
+
+
+def _result(level_maps: torch.Tensor, nfe: int) -> ScoreResult:
+    maps = level_maps.mean(0)
+    return ScoreResult(maps.flatten(1).mean(1), maps, nfe, level_maps)
 
 
 def smooth_maps(maps: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
@@ -104,6 +108,40 @@ def image_score_from_map(maps: torch.Tensor, reduce: MapReduce = "mean") -> torc
     if reduce == "max":
         return maps.flatten(1).amax(1)
     raise ValueError(f"Unknown map reduction {reduce!r}; use 'mean' or 'max'.")
+
+
+class MapCalibration(NamedTuple):
+    """What normal images' anomaly maps look like, per noise level and per pixel."""
+    mean: torch.Tensor   # (L, 1, 1, H, W)
+    std: torch.Tensor    # (L, 1, 1, H, W), floored (see calibrate_maps)
+
+
+def calibrate_maps(normal_level_maps: torch.Tensor, floor: float = 0.1) -> MapCalibration:
+    """Per-level, per-pixel mean and standard deviation of the (smoothed) maps of normal images.
+
+    `normal_level_maps` is (L, N, 1, H, W) with N >= 2 normal images. A raw error map is not equally
+    large everywhere on normal images: it is larger near the border (the network sees zero padding
+    there) and at positions where normal images vary most, and a small t gives far larger errors than
+    a large one. Standardizing each level's map against normal images, z = (map - mean) / std, puts
+    every pixel and every level on one scale: "how unusual is this error, here, at this t". (The same
+    per-position Gaussian idea as PaDiM, Defard et al. 2021, applied to error maps.) The std is floored
+    at `floor` x its mean over the image, so a pixel that barely varies cannot dominate.
+    """
+    if normal_level_maps.dim() != 5 or normal_level_maps.shape[1] < 2:
+        raise ValueError(f"calibrate_maps: expected level maps (L, N, 1, H, W) of N >= 2 normal images, "
+                         f"got shape {tuple(normal_level_maps.shape)}.")
+    mean = normal_level_maps.mean(1, keepdim=True)
+    std = normal_level_maps.std(1, keepdim=True)
+    std = torch.maximum(std, floor * std.mean(dim=(2, 3, 4), keepdim=True))
+    return MapCalibration(mean, std)
+
+
+def standardize_maps(level_maps: torch.Tensor, calibration: MapCalibration) -> torch.Tensor:
+    """z-maps (L, B, 1, H, W) = (level_maps - mean) / std, with the statistics of `calibrate_maps`."""
+    if level_maps.shape[0] != calibration.mean.shape[0] or level_maps.shape[2:] != calibration.mean.shape[2:]:
+        raise ValueError(f"standardize_maps: level maps of shape {tuple(level_maps.shape)} do not match the "
+                         f"calibration, made for (L, N, 1, H, W) = {tuple(calibration.mean.shape)} with any N.")
+    return (level_maps - calibration.mean) / calibration.std
 
 
 def fit_denoiser(images: torch.Tensor, prof: config.Profile | None = None, *, seed: int = 0,
@@ -141,6 +179,7 @@ class ScoreConfig:
     n_noise: int = 1                      # noise draws averaged per image
     sigma: float = 1.0                    # Gaussian smoothing of the anomaly map, in pixels
     reduce: MapReduce = "mean"            # image score = mean or max of the smoothed map
+    calibrate: bool = False               # standardize each level's map per pixel against normal images
     batch_size: int = 64                  # images per forward pass while scoring
     seed: int = 0                         # the scoring noise
 
@@ -148,9 +187,13 @@ class ScoreConfig:
 class DiffusionDetector(Detector):
     """Train a denoiser on the normal images (``fit``), then score new images by its errors.
 
+    With ``calibrate=True``, ``fit`` also measures the error maps of the normal training images, and
+    each level's map is standardized against them (:func:`calibrate_maps`) before the levels are averaged.
     Trained models are kept in the checkpoint directory under a name that hashes the training
     images and the configuration, so detectors that differ only in how they score share one model.
     """
+
+    CALIBRATION_IMAGES = 256   # normal images whose maps calibrate the detector (calibrate=True)
 
     def __init__(self, score_config: ScoreConfig, *, prof: config.Profile | None = None, seed: int = 0,
                  preset: str | None = None, schedule: str = "linear",
@@ -174,8 +217,20 @@ class DiffusionDetector(Detector):
         self.model_, self.train_info_ = fit_denoiser(images, self.prof, seed=self.seed, preset=self.preset,
                                                      diffusion=self.diffusion, device=self.device,
                                                      progress=self.progress)
+        self.calibration_ = None
+        if self.sc.calibrate:
+            # the maps of (up to CALIBRATION_IMAGES of) the normal training images set each pixel's scale
+            if len(images) < 2:
+                raise ValueError(f"{self.name}: calibrate=True needs at least 2 normal images, got {len(images)}.")
+            normal = self.level_maps(images[:self.CALIBRATION_IMAGES])
+            self.calibration_ = calibrate_maps(normal)
 
-    def _errors(self, images: torch.Tensor) -> ScoreResult:
+    def level_maps(self, images: torch.Tensor) -> torch.Tensor:
+        """(L, N, 1, H, W): each noise level's smoothed error map, before calibration."""
+        raw = self._errors(images)
+        return smooth_maps(raw.flatten(0, 1), self.sc.sigma).view_as(raw)
+
+    def _errors(self, images: torch.Tensor) -> torch.Tensor:
         sc, parts = self.sc, []
         for i in range(0, len(images), sc.batch_size):
             x = images[i:i + sc.batch_size].to(self.device)
@@ -188,12 +243,16 @@ class DiffusionDetector(Detector):
                 else:
                     r = noise_prediction_error(self.diffusion, self.model_, x, sc.t_stars, n_noise=sc.n_noise,
                                                seed=sc.seed)
-            parts.append(r.maps.float().cpu())
-        return torch.cat(parts)
+            parts.append(r.level_maps.float().cpu())
+        return torch.cat(parts, dim=1)
 
     def anomaly_maps(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 1, H, W) smoothed per-pixel anomaly maps, higher = more anomalous."""
-        return smooth_maps(self._errors(images), self.sc.sigma)
+        """(N, 1, H, W) per-pixel anomaly maps, higher = more anomalous: the smoothed error map averaged
+        over the noise levels, or, with calibrate=True, the average of the levels' z-maps."""
+        level_maps = self.level_maps(images)
+        if self.calibration_ is not None:
+            level_maps = standardize_maps(level_maps, self.calibration_)
+        return level_maps.mean(0)
 
     def _score(self, images: torch.Tensor) -> np.ndarray:
         return image_score_from_map(self.anomaly_maps(images), self.sc.reduce).numpy()

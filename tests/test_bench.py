@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import pytest
 
-from course_lib import bench
+from course_lib import bench, config
 
 
 def test_bench_writes_tables_and_resumes(tmp_path, monkeypatch):
@@ -19,12 +19,15 @@ def test_bench_writes_tables_and_resumes(tmp_path, monkeypatch):
     assert "| digits-c | iforest |" in md and "seeds (0)" in md
     assert (tmp_path / "benchmark.png").stat().st_size > 0
     # A cached cell is read back, not recomputed: change its AUROC on disk and see it come back.
-    cached = tmp_path / "cache" / "smoke" / "digits-c__all__iforest__0.json"
+    cached = bench.cache_dir(tmp_path, config.profile("smoke")) / "digits-c__all__iforest__0.json"
     row = json.loads(cached.read_text())
     row["auroc"] = 0.123
     cached.write_text(json.dumps(row))
     again = bench.main(args)
     assert again.loc[again["method"] == "iforest", "auroc"].item() == 0.123
+    # ... but not by a run whose profile differs in any setting: that one recomputes the cell.
+    changed = bench.run(["digits-c"], ["iforest"], [0], config.profile("smoke", n_test=30), tmp_path)
+    assert changed["auroc"].item() != 0.123
 
 
 def test_bench_refuses_unknown_names(tmp_path, monkeypatch):

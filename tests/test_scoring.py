@@ -1,4 +1,6 @@
 """Anomaly scores: directions, determinism, map smoothing, and a real (short) training run."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import scipy.ndimage
@@ -6,8 +8,8 @@ import torch
 
 from course_lib.diffusion import Diffusion
 from course_lib.metrics import auroc
-from course_lib.scoring import (image_score_from_map, noise_prediction_error, reconstruction_error,
-                                smooth_maps)
+from course_lib.scoring import (calibrate_maps, image_score_from_map, noise_prediction_error,
+                                reconstruction_error, smooth_maps, standardize_maps)
 
 S = 0.3  # the normal data: every pixel i.i.d. N(0, S^2)
 
@@ -103,6 +105,66 @@ def test_image_score_from_map():
         image_score_from_map(maps, "median")
 
 
+def test_level_maps_average_to_the_map_and_match_single_level_calls(setting):
+    d, model, x, _ = setting
+    for r in (noise_prediction_error(d, model, x[:6], (50, 250), n_noise=2, seed=1),
+              reconstruction_error(d, model, x[:6], (50, 250), steps=2, n_noise=2, seed=1)):
+        assert r.level_maps.shape == (2, 6, 1, 8, 8)
+        torch.testing.assert_close(r.level_maps.mean(0), r.maps)
+    # the first level uses the first noise draws of the seed, so it equals a call with that level alone
+    both = noise_prediction_error(d, model, x[:6], (50, 250), n_noise=2, seed=1)
+    torch.testing.assert_close(both.level_maps[0], noise_prediction_error(d, model, x[:6], (50,), n_noise=2,
+                                                                          seed=1).maps)
+
+
+def test_calibrate_maps_matches_numpy_and_standardizes_normal_maps():
+    g = torch.Generator().manual_seed(0)
+    # two levels with very different scales, and a position-dependent spread
+    spread = torch.linspace(0.5, 2.0, 16).view(1, 1, 1, 4, 4)
+    normal = torch.stack([1.0 + 0.1 * spread[0] * torch.randn(500, 1, 4, 4, generator=g),
+                          10.0 + 5.0 * spread[0] * torch.randn(500, 1, 4, 4, generator=g)])
+    cal = calibrate_maps(normal.double())
+    ref = normal.double().numpy()
+    np.testing.assert_allclose(cal.mean.numpy(), ref.mean(1, keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(cal.std.numpy(), ref.std(1, ddof=1, keepdims=True), rtol=1e-12)
+    z = standardize_maps(normal.double(), cal)
+    np.testing.assert_allclose(z.mean(1).numpy(), 0, atol=1e-12)
+    np.testing.assert_allclose(z.std(1).numpy(), 1, rtol=1e-12)
+
+
+def test_calibrate_maps_floors_the_std():
+    normal = torch.ones(2, 10, 1, 3, 3)
+    normal[:, :, 0, 0, 0] += torch.linspace(-1, 1, 10)  # only one pixel varies, the others are constant
+    cal = calibrate_maps(normal, floor=0.1)
+    std0 = float(torch.linspace(-1, 1, 10).std())
+    assert float(cal.std[0, 0, 0, 0, 0]) == pytest.approx(std0)
+    assert torch.allclose(cal.std[0, 0, 0, 1:, :], torch.tensor(0.1 * std0 / 9))  # 0.1 x the mean std
+    assert torch.isfinite(standardize_maps(normal + 1, cal)).all()
+
+
+def test_calibration_removes_a_border_that_outshines_a_defect():
+    """Raw maps: normal images err most at the border, more than a defect does in the middle, so the max
+    of the raw map ranks normals first. Standardized against normal maps, the defect wins."""
+    g = torch.Generator().manual_seed(0)
+    border = torch.ones(1, 8, 8)
+    border[:, 1:-1, 1:-1] = 0
+    def maps(n):
+        return 0.1 + 0.02 * torch.rand(n, 1, 8, 8, generator=g) + 0.5 * border * torch.rand(n, 1, 1, 1, generator=g)
+    normal_train, normal_test, anomal = maps(200), maps(50), maps(50)
+    anomal[:, :, 3:5, 3:5] += 0.2                               # the defect: a small bump inside
+    x, labels = torch.cat([normal_test, anomal]), np.r_[np.zeros(50), np.ones(50)]
+    assert auroc(labels, image_score_from_map(x, "max")) < 0.7
+    z = standardize_maps(x[None], calibrate_maps(normal_train[None]))[0]
+    assert auroc(labels, image_score_from_map(z, "max")) > 0.99
+
+
+def test_calibrate_maps_refuses_bad_shapes():
+    with pytest.raises(ValueError, match=r"N >= 2"):
+        calibrate_maps(torch.zeros(1, 1, 1, 4, 4))
+    with pytest.raises(ValueError, match=r"\(L, B, 1, H, W\)|do not match"):
+        standardize_maps(torch.zeros(2, 3, 1, 4, 4), calibrate_maps(torch.rand(1, 5, 1, 4, 4)))
+
+
 # ----- a real, short training run -------------------------------------------------------------
 from course_lib import config, data  # noqa: E402
 from course_lib.nets.unet import UNet, unet_config  # noqa: E402
@@ -151,6 +213,23 @@ def test_detector_fit_score_and_reuse(trained, tmp_path, monkeypatch, one_thread
     again = DiffusionDetector(sc, prof=prof, device="cpu", progress=False).fit(task.train)
     assert again.train_info_["loaded"]                        # the checkpoint from the first fit is reused
     np.testing.assert_allclose(again.score(task.test[:10]), s1)  # and scores are deterministic
+
+
+def test_calibrated_detector_standardizes_against_its_training_images(trained, tmp_path, monkeypatch, one_thread):
+    prof, task, _, _ = trained
+    monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path))
+    prof = config.profile("smoke", train_steps=20)
+    sc = ScoreConfig(score="noise", t_stars=(50, 250), n_noise=1, sigma=1.0, reduce="max", calibrate=True)
+    det = DiffusionDetector(sc, prof=prof, device="cpu", progress=False).fit(task.train)
+    n = min(len(task.train), det.CALIBRATION_IMAGES)
+    assert det.calibration_.mean.shape == (2, 1, 1, 16, 16)
+    z = det.anomaly_maps(task.train[:n])            # the calibration images themselves: z averages to 0
+    torch.testing.assert_close(z.mean(0), torch.zeros(1, 16, 16), atol=1e-4, rtol=0)
+    plain = DiffusionDetector(replace(sc, calibrate=False), prof=prof, device="cpu",
+                              progress=False).fit(task.train)
+    assert plain.calibration_ is None
+    assert not torch.allclose(plain.anomaly_maps(task.test[:5]), det.anomaly_maps(task.test[:5]))
+    np.testing.assert_allclose(det.score(task.test[:10]), det.score(task.test[:10]))
 
 
 def test_detector_refuses_bad_input(tmp_path, monkeypatch):
