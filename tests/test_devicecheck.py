@@ -1,0 +1,14 @@
+"""The device check runs its code paths at toy sizes on the CPU, so it works when a GPU turns up."""
+from course_lib import config, devicecheck
+
+
+def test_devicecheck_runs_and_writes_a_table(tmp_path, one_thread):
+    out = tmp_path / "check.md"
+    status = devicecheck.main(["--profile", "smoke", "--device", "cpu", "--steps", "12", "--out", str(out)])
+    text = out.read_text()
+    assert status == 0 and "Failures: none" in text
+    sizes = devicecheck.image_sizes(config.profile("smoke"))
+    assert sorted(sizes) == [(1, 16), (1, 32), (3, 16)]       # digits, textures, photos (RGB)
+    for channels, side in sizes:                       # one timing row per image size the profile trains
+        assert f"| {channels}x{side}x{side} | 16 |" in text
+    assert "s/step fp32" in text and "noise ms/img" in text
