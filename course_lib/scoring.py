@@ -3,8 +3,8 @@
 Two scores, both higher = more anomalous, both with a per-pixel anomaly map:
 
 * **Reconstruction error** (the paper's method, arXiv 2412.07539): noise x_0 to level t*, denoise
-  back with DDPM or DDIM in K steps, and measure || x_0 - x̂_0 ||². A normal image is pulled back to
-  itself; an anomaly is pulled towards the normal data and comes back changed.
+  back with DDPM or DDIM in K steps, and measure || x_0 - x̂_0 ||² (or 1 - SSIM). A normal image is
+  pulled back to itself; an anomaly is pulled towards the normal data and comes back changed.
   Cost: K network evaluations (NFE) per noise draw and per t*.
 * **Noise-prediction error**: the epsilon-MSE || eps - eps_theta(x_t, t) ||² at a few fixed t with
   fixed noise, no reverse chain. The network predicts noise well only on data like its training set.
@@ -26,6 +26,7 @@ from .diffusion import Diffusion
 from .sampling import reconstruct
 
 ScoreName = Literal["reconstruction", "noise"]
+ErrorName = Literal["mse", "ssim"]
 MapReduce = Literal["mean", "max"]
 
 
@@ -43,11 +44,15 @@ def _generator(seed: int, device: torch.device) -> torch.Generator:
 @torch.no_grad()
 def reconstruction_error(diffusion: Diffusion, model, x0: torch.Tensor, t_stars=(250,), *, steps: int = 10,
                          sampler: Literal["ddim", "ddpm"] = "ddim", eta: float = 0.0, n_noise: int = 1,
-                         seed: int = 0) -> ScoreResult:
-    """Mean over t* and noise draws of the per-pixel error (x_0 - x̂_0)², with x̂_0 = denoise(noise(x_0, t*)).
+                         seed: int = 0, error: ErrorName = "mse") -> ScoreResult:
+    """Mean over t* and noise draws of the per-pixel error between x_0 and x̂_0 = denoise(noise(x_0, t*)):
+    the squared error (x_0 - x̂_0)² (``error="mse"``) or the structural dissimilarity 1 - SSIM(x_0, x̂_0)
+    (``error="ssim"``), averaged over channels.
 
     t* is 1-indexed in [1, T] as in the paper (t* = T means pure noise).
     """
+    if error not in ("mse", "ssim"):
+        raise ValueError(f"Unknown reconstruction error {error!r}; use 'mse' or 'ssim'.")
     gen = _generator(seed, x0.device)
     levels = torch.zeros(len(t_stars), x0.shape[0], 1, *x0.shape[2:], device=x0.device)
     nfe = 0
@@ -55,7 +60,9 @@ def reconstruction_error(diffusion: Diffusion, model, x0: torch.Tensor, t_stars=
         for _ in range(n_noise):
             x_hat, used = reconstruct(diffusion, model, x0, t_star, steps=steps, sampler=sampler, eta=eta,
                                       generator=gen)
-            level += (x0 - x_hat.float()).pow(2).mean(1, keepdim=True)
+            x_hat = x_hat.float()
+            err = (x0 - x_hat).pow(2) if error == "mse" else 1 - ssim_map(x0.float(), x_hat)
+            level += err.mean(1, keepdim=True)
             nfe += used
     return _result(levels / n_noise, nfe)
 
@@ -91,7 +98,11 @@ def smooth_maps(maps: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     coherent defects stay. sigma = 0 returns the maps unchanged."""
     if sigma <= 0:
         return maps
-    radius = max(1, int(round(3 * sigma)))
+    return _gaussian_blur(maps, sigma, radius=max(1, int(round(3 * sigma))))
+
+
+def _gaussian_blur(maps: torch.Tensor, sigma: float, radius: int) -> torch.Tensor:
+    """Separable Gaussian blur of (B, 1, H, W) with a kernel of 2 * radius + 1 taps, reflect padding."""
     x = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
     k = torch.exp(-x ** 2 / (2 * sigma ** 2))
     k = k / k.sum()
@@ -99,6 +110,30 @@ def smooth_maps(maps: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     out = F.conv2d(out, k.view(1, 1, 1, -1))
     out = F.pad(out, (0, 0, radius, radius), mode="reflect")
     return F.conv2d(out, k.view(1, 1, -1, 1))
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor, *, data_range: float = 2.0, sigma: float = 1.5) -> torch.Tensor:
+    """Local structural similarity (Wang et al. 2004) of two (B, C, H, W) batches, per pixel and channel.
+
+    SSIM = (2 mu_x mu_y + c1)(2 cov_xy + c2) / ((mu_x^2 + mu_y^2 + c1)(var_x + var_y + c2)), with the
+    local means, variances and covariance weighted by a Gaussian window (sigma 1.5, 11 taps, as
+    scikit-image's ``structural_similarity(gaussian_weights=True)``), c1 = (0.01 L)^2, c2 = (0.03 L)^2 and
+    L = `data_range` (2 for images in [-1, 1]). 1 means locally identical; it compares local contrast and
+    structure, not only the pixel values.
+    """
+    if x.shape != y.shape or x.dim() != 4:
+        raise ValueError(f"ssim_map: expected two (B, C, H, W) batches of one shape, got {tuple(x.shape)} "
+                         f"and {tuple(y.shape)}.")
+    radius = int(3.5 * sigma + 0.5)
+    b, c, h, w = x.shape
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return _gaussian_blur(t.reshape(b * c, 1, h, w), sigma, radius).view(b, c, h, w)
+
+    mx, my = blur(x), blur(y)
+    var_x, var_y, cov = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    return (2 * mx * my + c1) * (2 * cov + c2) / ((mx * mx + my * my + c1) * (var_x + var_y + c2))
 
 
 def image_score_from_map(maps: torch.Tensor, reduce: MapReduce = "mean") -> torch.Tensor:
@@ -174,6 +209,7 @@ class ScoreConfig:
     score: ScoreName = "reconstruction"   # which error to measure
     t_stars: tuple[int, ...] = (250,)     # reconstruction: noise levels (1-indexed); noise: the timesteps
     steps: int = 10                       # reconstruction: K denoising steps from t* to 0
+    error: ErrorName = "mse"              # reconstruction: squared error, or 1 - local SSIM
     sampler: Literal["ddim", "ddpm"] = "ddim"
     eta: float = 0.0                      # DDIM stochasticity (0 = deterministic, 1 = DDPM variance)
     n_noise: int = 1                      # noise draws averaged per image
@@ -206,6 +242,9 @@ class DiffusionDetector(Detector):
         for t in self.sc.t_stars:
             if not 1 <= t <= self.diffusion.T:
                 raise ValueError(f"t* = {t} must lie in [1, {self.diffusion.T}] (1-indexed, as in the paper).")
+        if self.sc.error != "mse" and self.sc.score != "reconstruction":
+            raise ValueError(f"error={self.sc.error!r} compares an image with its reconstruction; the noise score "
+                             f"compares noises and has only the squared error. Use score='reconstruction'.")
         self.name = f"ddpm-unet/{'recon' if score_config.score == 'reconstruction' else 'noise'}"
 
     @property
@@ -239,7 +278,7 @@ class DiffusionDetector(Detector):
                 if sc.score == "reconstruction":
                     r = reconstruction_error(self.diffusion, self.model_, x, sc.t_stars, steps=sc.steps,
                                              sampler=sc.sampler, eta=sc.eta, n_noise=sc.n_noise,
-                                             seed=sc.seed)
+                                             seed=sc.seed, error=sc.error)
                 else:
                     r = noise_prediction_error(self.diffusion, self.model_, x, sc.t_stars, n_noise=sc.n_noise,
                                                seed=sc.seed)

@@ -9,7 +9,7 @@ import torch
 from course_lib.diffusion import Diffusion
 from course_lib.metrics import auroc
 from course_lib.scoring import (calibrate_maps, image_score_from_map, noise_prediction_error,
-                                reconstruction_error, smooth_maps, standardize_maps)
+                                reconstruction_error, smooth_maps, ssim_map, standardize_maps)
 
 S = 0.3  # the normal data: every pixel i.i.d. N(0, S^2)
 
@@ -105,6 +105,33 @@ def test_image_score_from_map():
         image_score_from_map(maps, "median")
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_ssim_map_matches_scikit_image(channels):
+    from skimage.metrics import structural_similarity
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, channels, 24, 24, generator=g, dtype=torch.float64) * 2 - 1
+    y = (x + 0.3 * torch.randn(x.shape, generator=g, dtype=torch.float64)).clamp(-1, 1)
+    ours = ssim_map(x, y)
+    for i in range(2):
+        _, ref = structural_similarity(x[i].numpy(), y[i].numpy(), data_range=2.0, gaussian_weights=True,
+                                       sigma=1.5, use_sample_covariance=False, full=True, channel_axis=0)
+        r = 5   # the window radius; inside it the two paddings (reflect vs mirror) do not matter
+        np.testing.assert_allclose(ours[i, :, r:-r, r:-r].numpy(), ref[:, r:-r, r:-r], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ssim_map(x, x), torch.ones_like(x))
+    with pytest.raises(ValueError, match="one shape"):
+        ssim_map(x, y[:, :, :20])
+
+
+def test_reconstruction_ssim_error_is_one_minus_ssim_of_the_reconstruction(setting):
+    from course_lib.sampling import reconstruct
+    d, model, x, _ = setting
+    r = reconstruction_error(d, model, x[:6], (100,), steps=2, n_noise=1, seed=4, error="ssim")
+    x_hat, _ = reconstruct(d, model, x[:6], 100, steps=2, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(r.maps, 1 - ssim_map(x[:6], x_hat))     # one channel: no channel mean
+    with pytest.raises(ValueError, match="mse.*ssim"):
+        reconstruction_error(d, model, x, (100,), steps=2, error="l1")
+
+
 def test_level_maps_average_to_the_map_and_match_single_level_calls(setting):
     d, model, x, _ = setting
     for r in (noise_prediction_error(d, model, x[:6], (50, 250), n_noise=2, seed=1),
@@ -197,6 +224,12 @@ def test_short_training_detects_anomalies_where_an_untrained_net_cannot(trained,
     assert untrained_auc == pytest.approx(0.5)
 
 
+def test_ssim_reconstruction_error_detects_anomalies(trained, one_thread):
+    prof, task, model, _ = trained
+    r = reconstruction_error(Diffusion(prof.timesteps), model, task.test, (100,), steps=3, error="ssim")
+    assert auroc(task.labels, r.scores) > 0.8       # measured 0.91 (the squared error: 0.99)
+
+
 def test_detector_fit_score_and_reuse(trained, tmp_path, monkeypatch, one_thread):
     prof, task, _, _ = trained
     monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path))
@@ -235,6 +268,8 @@ def test_calibrated_detector_standardizes_against_its_training_images(trained, t
 def test_detector_refuses_bad_input(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"t\* = 0 must lie in \[1, 1000\]"):
         DiffusionDetector(ScoreConfig(t_stars=(0,)), prof=config.profile("smoke"))
+    with pytest.raises(ValueError, match="score='reconstruction'"):
+        DiffusionDetector(ScoreConfig(score="noise", error="ssim"), prof=config.profile("smoke"))
     monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path))
     det = DiffusionDetector(ScoreConfig(), prof=config.profile("smoke", train_steps=2), device="cpu", progress=False)
     det.fit(torch.zeros(4, 1, 16, 16))
