@@ -17,7 +17,6 @@ check fails.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import platform
 import tempfile
 import time
