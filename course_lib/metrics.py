@@ -60,6 +60,22 @@ def pixel_auroc(masks, maps) -> float:
     return auroc(m.astype(np.int64), a)
 
 
+def auroc_by_kind(labels, scores, kinds) -> dict[str, float]:
+    """AUROC of each kind of anomaly on its own: that kind's anomalies against *all* the normal images.
+
+    kinds: one name per image (``AnomalyTask.kinds``, e.g. "scratch", "stain", or an MNIST-C corruption);
+    the normal images' names are ignored. Tells which defects a detector misses.
+    """
+    y, s = _check(labels, scores, "auroc_by_kind")
+    k = np.asarray(list(kinds), dtype=object)
+    if k.shape != y.shape:
+        raise ValueError(f"auroc_by_kind: {k.size} kinds but {y.size} labels; give one kind per image "
+                         f"(AnomalyTask.kinds).")
+    normal = y == 0
+    return {str(name): auroc(y[normal | (k == name)], s[normal | (k == name)])
+            for name in sorted(set(k[~normal]))}
+
+
 def summary(labels, scores) -> dict[str, float]:
     """AUROC, AUPRC and best F1 in one dict (what the benchmark tables report)."""
     f1, _ = best_f1(labels, scores)

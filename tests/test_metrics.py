@@ -50,6 +50,16 @@ def test_pixel_auroc_flattens_all_pixels():
     assert metrics.pixel_auroc(masks, maps) == pytest.approx(6 / 7)
 
 
+def test_auroc_by_kind_hand_computed():
+    # normals 0.1, 0.5, 0.3; stains 0.9, 0.4 (5 of 6 pairs won); the scratch 0.2 beats only 0.1 (1 of 3)
+    labels = [1, 1, 0, 0, 0, 1]
+    scores = [0.9, 0.4, 0.1, 0.5, 0.3, 0.2]
+    kinds = ["stain", "stain", "normal", "normal", "normal", "scratch"]
+    assert metrics.auroc_by_kind(labels, scores, kinds) == pytest.approx({"scratch": 1 / 3, "stain": 5 / 6})
+    with pytest.raises(ValueError, match="one kind per image"):
+        metrics.auroc_by_kind(labels, scores, kinds[:-1])
+
+
 def test_metrics_refuse_bad_input():
     with pytest.raises(ValueError, match="both normal"):
         metrics.auroc([1, 1], [0.2, 0.3])
