@@ -36,16 +36,20 @@ def register_method(name: str, factory: Callable[[config.Profile, int], Detector
     METHODS[name] = factory
 
 
+def score_config(prof: config.Profile, score: str):
+    """The benchmark's settings of a diffusion score ("reconstruction" or "noise") in profile `prof`."""
+    from .scoring import ScoreConfig
+    recon = score == "reconstruction"
+    # the noise score draws one fixed noise per timestep: its timesteps already average over noise
+    return ScoreConfig(score=score, t_stars=prof.t_stars if recon else prof.noise_timesteps,
+                       steps=prof.ddim_steps, n_noise=prof.n_noise if recon else 1,
+                       sigma=prof.map_sigma, reduce=prof.map_reduce, calibrate=prof.map_calibrate)
+
+
 def _diffusion_method(score: str) -> Callable[[config.Profile, int], Detector]:
     def make(prof: config.Profile, seed: int) -> Detector:
-        from .scoring import DiffusionDetector, ScoreConfig
-        recon = score == "reconstruction"
-        # the noise score draws one fixed noise per timestep: its timesteps already average over noise
-        return DiffusionDetector(ScoreConfig(score=score, t_stars=prof.t_stars if recon else prof.noise_timesteps,
-                                             steps=prof.ddim_steps, n_noise=prof.n_noise if recon else 1,
-                                             sigma=prof.map_sigma, reduce=prof.map_reduce,
-                                             calibrate=prof.map_calibrate),
-                                 prof=prof, seed=seed, progress=False)
+        from .scoring import DiffusionDetector
+        return DiffusionDetector(score_config(prof, score), prof=prof, seed=seed, progress=False)
     return make
 
 
