@@ -72,8 +72,7 @@ def run_variant(variant: Variant, category: str, seed: int, prof: config.Profile
     scores = det.score(task.test)
     row = {"category": str(category), "variant": variant.name, "seed": seed,
            "auroc": metrics.auroc(task.labels, scores),
-           "pixel_auroc": (metrics.pixel_auroc(task.masks, det.anomaly_maps(task.test))
-                           if task.masks is not None else np.nan),
+           "pixel_auroc": metrics.pixel_auroc(task.masks, det.anomaly_maps(task.test)),
            "train_s": float(det.train_info_["seconds"]), "nfe": det.nfe_per_image}
     row.update({f"auroc[{k}]": v for k, v in metrics.auroc_by_kind(task.labels, scores, task.kinds).items()})
     return row
