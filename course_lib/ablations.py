@@ -1,8 +1,8 @@
 """Ablations on ``textures``: one change at a time to the benchmark's diffusion detector, and what each
 does to AUROC.
 
-    python -m course_lib.ablations                                  # textures grass + gravel, seed 0
-    python -m course_lib.ablations --categories brick grass gravel --seeds 0 1 2
+    python -m course_lib.ablations                                  # grass + gravel, the profile's seeds
+    python -m course_lib.ablations --categories brick --seeds 0 --variants "noise score" "noise, 4"
 
 The baseline is the benchmark's noise-prediction detector (:func:`course_lib.bench.score_config`);
 each variant changes one thing: more noise draws, no map calibration, the paper's reconstruction
@@ -12,8 +12,8 @@ reports image AUROC, pixel AUROC, the AUROC of each kind of defect on its own, t
 and the NFE per image, as a mean over the seeds. It writes ``results/ablations-textures.md``.
 
 Trained models are cached like everywhere else (the checkpoint name hashes the training images and
-the settings), so a rerun only scores. On 2 CPU cores in the ``cpu`` profile a fresh run trains
-4 models per category, about 25 minutes each category.
+the settings), so a rerun only scores (about 10 minutes in the ``cpu`` profile on 2 CPU cores). A fresh
+run trains 4 models per category and seed, about 25 minutes each on 2 cores.
 """
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default=None, help="smoke | cpu | gpu (default: $COURSE_PROFILE)")
     ap.add_argument("--categories", nargs="+", default=["grass", "gravel"])
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the profile's seeds")
     ap.add_argument("--variants", nargs="+", default=None, metavar="NAME",
                     help="a subset of the variants, by the start of their names (default: all)")
     ap.add_argument("--out", type=Path, default=config.repo_root() / "results")
@@ -130,9 +130,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         variants = tuple(v for v in VARIANTS if any(v.name.startswith(p) for p in args.variants))
         if not variants:
             ap.error(f"no variant starts with {args.variants}; variants: {'; '.join(v.name for v in VARIANTS)}")
-    config.setup(seed=args.seeds[0])
-    rows = run(args.categories, args.seeds, prof, variants)
-    md = to_markdown(rows, prof, args.seeds)
+    seeds = args.seeds if args.seeds is not None else list(prof.seeds)
+    config.setup(seed=seeds[0])
+    rows = run(args.categories, seeds, prof, variants)
+    md = to_markdown(rows, prof, seeds)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ablations-textures.md").write_text(md)
     print(md)
