@@ -6,10 +6,10 @@ does to AUROC.
 
 The baseline is the benchmark's noise-prediction detector (:func:`course_lib.bench.score_config`);
 each variant changes one thing: more noise draws, no map calibration, the paper's reconstruction
-score, mirror-image training crops, twice the training steps, or twice the image side (same
-timesteps: at a larger side the same t hides less of the image, so this is not a tuned setting). Every row
-reports image AUROC, pixel AUROC, the AUROC of each kind of defect on its own, the training seconds
-and the NFE per image, as a mean over the seeds. It writes ``results/ablations-textures.md``.
+score, mirror-image training crops, twice the training steps, or twice the image side (with the
+same timesteps, which at a larger side hide less of the image: not a tuned setting). Every row reports
+image AUROC, pixel AUROC, the AUROC of each kind of defect on its own, the training seconds and the
+NFE per image, as a mean over the seeds. It writes ``results/ablations-textures.md``.
 
 Trained models are cached like everywhere else (the checkpoint name hashes the training images and
 the settings), so a rerun only scores (about 10 minutes in the ``cpu`` profile on 2 CPU cores). A fresh
@@ -39,7 +39,7 @@ class Variant:
     score: dict = field(default_factory=dict)  # ScoreConfig fields to override
     flips: bool = False                        # also train on the crops mirrored left-right, up-down and both
     steps_factor: int = 1                      # train for this many times the profile's steps
-    size_factor: int = 1                       # patches this many times the profile's side (map sigma scaled too)
+    size_factor: int = 1                       # patches this many times the profile's side (and map sigma)
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -96,8 +96,9 @@ def to_markdown(rows: list[dict], prof: config.Profile, seeds: list[int]) -> str
     kinds = sorted({k for r in rows for k in r if k.startswith("auroc[")})
     head = ["category", "variant", "AUROC", "pixel AUROC", *[k[6:-1] for k in kinds], "train s", "NFE"]
     lines = [f"Profile `{prof.name}`, seeds {', '.join(map(str, seeds))} (mean). AUROC per kind = that "
-             "kind of anomaly against all the normal images. train s = the seconds recorded when the model was "
-             "trained (a cached model keeps its own; they vary with the load on the machine at the time).", "",
+             "kind of anomaly against all the normal images. train s = the seconds recorded when the model "
+             "was trained (a cached model keeps its own; they vary with the load on the machine at the time).",
+             "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.variants:
         variants = tuple(v for v in VARIANTS if any(v.name.startswith(p) for p in args.variants))
         if not variants:
-            ap.error(f"no variant starts with {args.variants}; variants: {'; '.join(v.name for v in VARIANTS)}")
+            ap.error(f"no variant starts with {args.variants}; "
+                     f"variants: {'; '.join(v.name for v in VARIANTS)}")
     seeds = args.seeds if args.seeds is not None else list(prof.seeds)
     config.setup(seed=seeds[0])
     rows = run(args.categories, seeds, prof, variants)

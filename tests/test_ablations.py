@@ -36,3 +36,45 @@ def test_ablations_refuse_unknown_names(tmp_path):
         ablations.main(["--profile", "smoke", "--categories", "carpet", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
         ablations.main(["--profile", "smoke", "--variants", "dropout", "--out", str(tmp_path)])
+
+
+class _SpyDetector:
+    """Stands in for DiffusionDetector: records what run_variant hands it, scores by brightness."""
+    seen: list = []
+
+    def __init__(self, sc, *, prof, seed, progress):
+        self.sc, self.prof = sc, prof
+        self.nfe_per_image, self.train_info_ = 1, {"seconds": 0.0}
+
+    def fit(self, images):
+        _SpyDetector.seen.append((self, images))
+        return self
+
+    def anomaly_maps(self, images):
+        return images.mean(1, keepdim=True)
+
+    def score(self, images):
+        return images.flatten(1).mean(1).numpy()
+
+
+@pytest.mark.parametrize("name", ["noise, mirrored", "noise, 2x training", "noise, 2x image", "reconstruction"])
+def test_each_variant_changes_what_its_name_says(name, monkeypatch):
+    from course_lib import config
+    monkeypatch.setattr(ablations, "DiffusionDetector", _SpyDetector)
+    _SpyDetector.seen.clear()
+    prof = config.profile("smoke")
+    variant = next(v for v in ablations.VARIANTS if v.name.startswith(name))
+    base = next(v for v in ablations.VARIANTS if v.name.startswith("noise score"))
+    for v in (base, variant):
+        ablations.run_variant(v, "grass", 0, prof)
+    (ref, ref_images), (det, images) = _SpyDetector.seen
+    assert ref.sc.score == "noise" and ref.prof.train_steps == prof.train_steps
+    assert ref_images.shape[-1] == prof.texture_size
+    if name == "noise, mirrored":
+        assert len(images) == 4 * len(ref_images) and torch.equal(images[:len(ref_images)], ref_images)
+    elif name == "noise, 2x training":
+        assert det.prof.train_steps == 2 * prof.train_steps and torch.equal(images, ref_images)
+    elif name == "noise, 2x image":
+        assert images.shape[-1] == 2 * prof.texture_size and det.sc.sigma == 2 * ref.sc.sigma
+    else:   # the benchmark's reconstruction settings, not the noise score's timesteps
+        assert det.sc.score == "reconstruction" and det.sc.t_stars == prof.t_stars
