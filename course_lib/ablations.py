@@ -5,9 +5,10 @@ does to AUROC.
     python -m course_lib.ablations --categories brick --seeds 0 --variants "noise score" "noise, 4"
 
 The baseline is the benchmark's noise-prediction detector (:func:`course_lib.bench.score_config`);
-each variant changes one thing: more noise draws, no map calibration, the paper's reconstruction
-score, mirror-image training crops, twice the training steps, or twice the image side (with the
-same timesteps, which at a larger side hide less of the image: not a tuned setting). Every row reports
+each variant changes one thing: more noise draws, middle timesteps only (neither a small t for sharp
+defects nor a large t for smooth ones), no map calibration, the paper's reconstruction score,
+mirror-image training crops, twice the training steps, or twice the image side (with the same
+timesteps, which at a larger side hide less of the image: not a tuned setting). Every row reports
 image AUROC, pixel AUROC, the AUROC of each kind of defect on its own, the training seconds and the
 NFE per image, as a mean over the seeds. It writes ``results/ablations-textures.md``.
 
@@ -45,6 +46,7 @@ class Variant:
 VARIANTS: tuple[Variant, ...] = (
     Variant("noise score (benchmark)"),
     Variant("noise, 4 noise draws", score=dict(n_noise=4)),
+    Variant("noise, mid timesteps only (50, 150, 300)", score=dict(t_stars=(50, 150, 300))),
     Variant("noise, raw maps (no calibration)", score=dict(calibrate=False)),
     Variant("reconstruction score (paper)", score=dict(score="reconstruction")),
     Variant("noise, mirrored crops in training", flips=True),

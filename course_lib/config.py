@@ -42,7 +42,7 @@ class Profile:
     t_stars: tuple[int, ...]  # noise levels t* the reconstruction score averages over
     ddim_steps: int           # K, denoising steps from t* back to 0
     n_noise: int              # noise draws averaged per image
-    noise_timesteps: tuple[int, ...]  # timesteps (1-indexed) of the noise-prediction score
+    noise_timesteps: tuple[int, ...]  # noise-score timesteps (1-indexed); small t: sharp defects, large: smooth
     map_sigma: float          # Gaussian smoothing of anomaly maps, in pixels
     map_reduce: str           # image score from the map: "mean" or "max"
     map_calibrate: bool       # standardize each level's map per pixel against normal images (scoring.py)
@@ -66,7 +66,7 @@ PROFILES: dict[str, Profile] = {
         name="cpu", digits_size=16, photo_size=32, texture_size=32, n_train=400, n_test=200,
         timesteps=1000, train_steps=800, batch_size=32, lr=1e-3,
         unet_preset="unet-small", dit_preset="dit-small",
-        t_stars=(100, 250), ddim_steps=10, n_noise=2, noise_timesteps=(50, 150, 300),
+        t_stars=(100, 250), ddim_steps=10, n_noise=2, noise_timesteps=(10, 25, 300, 400),
         map_sigma=2.0, map_reduce="max", map_calibrate=True, seeds=(0, 1, 2), bf16=False, compile=False,
     ),
     # The paper's scale on real datasets: a Colab T4 up to an H200.

@@ -57,7 +57,8 @@ class _SpyDetector:
         return images.flatten(1).mean(1).numpy()
 
 
-@pytest.mark.parametrize("name", ["noise, mirrored", "noise, 2x training", "noise, 2x image", "reconstruction"])
+@pytest.mark.parametrize("name", ["noise, mirrored", "noise, 2x training", "noise, 2x image", "noise, mid",
+                                  "reconstruction"])
 def test_each_variant_changes_what_its_name_says(name, monkeypatch):
     from course_lib import config
     monkeypatch.setattr(ablations, "DiffusionDetector", _SpyDetector)
@@ -74,6 +75,9 @@ def test_each_variant_changes_what_its_name_says(name, monkeypatch):
         assert len(images) == 4 * len(ref_images) and torch.equal(images[:len(ref_images)], ref_images)
     elif name == "noise, 2x training":
         assert det.prof.train_steps == 2 * prof.train_steps and torch.equal(images, ref_images)
+    elif name == "noise, mid":
+        assert ref.sc.t_stars == prof.noise_timesteps and det.sc.t_stars == (50, 150, 300)
+        assert det.sc.n_noise == ref.sc.n_noise and torch.equal(images, ref_images)
     elif name == "noise, 2x image":
         assert images.shape[-1] == 2 * prof.texture_size and det.sc.sigma == 2 * ref.sc.sigma
     else:   # the benchmark's reconstruction settings, not the noise score's timesteps
