@@ -58,7 +58,7 @@ class _SpyDetector:
 
 
 @pytest.mark.parametrize("name", ["noise, mirrored", "noise, 2x training", "noise, 2x image", "noise, mid",
-                                  "reconstruction"])
+                                  "noise, raw", "reconstruction"])
 def test_each_variant_changes_what_its_name_says(name, monkeypatch):
     from course_lib import config
     monkeypatch.setattr(ablations, "DiffusionDetector", _SpyDetector)
@@ -78,6 +78,9 @@ def test_each_variant_changes_what_its_name_says(name, monkeypatch):
     elif name == "noise, mid":
         assert ref.sc.t_stars == prof.noise_timesteps and det.sc.t_stars == (50, 150, 300)
         assert det.sc.n_noise == ref.sc.n_noise and torch.equal(images, ref_images)
+    elif name == "noise, raw":
+        assert ref.sc.calibrate == prof.map_calibrate and det.sc.calibrate is False
+        assert det.sc.t_stars == ref.sc.t_stars
     elif name == "noise, 2x image":
         assert images.shape[-1] == 2 * prof.texture_size and det.sc.sigma == 2 * ref.sc.sigma
     else:   # the benchmark's reconstruction settings, not the noise score's timesteps
