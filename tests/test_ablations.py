@@ -58,7 +58,7 @@ class _SpyDetector:
 
 
 @pytest.mark.parametrize("name", ["noise, mirrored", "noise, 2x training", "noise, 2x image", "noise, mid",
-                                  "noise, raw", "reconstruction"])
+                                  "noise, raw", "noise, 2x image side, large", "reconstruction"])
 def test_each_variant_changes_what_its_name_says(name, monkeypatch):
     from course_lib import config
     monkeypatch.setattr(ablations, "DiffusionDetector", _SpyDetector)
@@ -78,6 +78,8 @@ def test_each_variant_changes_what_its_name_says(name, monkeypatch):
     elif name == "noise, mid":
         assert ref.sc.t_stars == prof.noise_timesteps and det.sc.t_stars == (50, 150, 300)
         assert det.sc.n_noise == ref.sc.n_noise and torch.equal(images, ref_images)
+    elif name == "noise, 2x image side, large":
+        assert images.shape[-1] == 2 * prof.texture_size and det.sc.t_stars == (10, 25, 500, 700)
     elif name == "noise, raw":
         assert ref.sc.calibrate == prof.map_calibrate and det.sc.calibrate is False
         assert det.sc.t_stars == ref.sc.t_stars
