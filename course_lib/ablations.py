@@ -14,7 +14,7 @@ image AUROC, pixel AUROC, the AUROC of each kind of defect on its own, the train
 NFE per image, as a mean over the seeds. It writes ``results/ablations-textures.md``.
 
 Trained models are cached like everywhere else (the checkpoint name hashes the training images and
-the settings), so a rerun only scores (about 10 minutes in the ``cpu`` profile on 2 CPU cores). A fresh
+the settings), so a rerun only scores (about 13 minutes in the ``cpu`` profile on 2 CPU cores). A fresh
 run trains 4 models per category and seed, about 25 minutes each on 2 cores.
 """
 from __future__ import annotations
