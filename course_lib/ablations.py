@@ -3,6 +3,7 @@ does to AUROC.
 
     python -m course_lib.ablations                                  # grass + gravel, the profile's seeds
     python -m course_lib.ablations --categories brick --seeds 0 --variants "noise score" "noise, 4"
+    python -m course_lib.ablations --levels                         # AUROC per defect kind, one t at a time
 
 The baseline is the benchmark's noise-prediction detector (:func:`course_lib.bench.score_config`);
 each variant changes one thing: more noise draws, middle timesteps only (neither a small t for sharp
@@ -12,6 +13,8 @@ timesteps, and once with the large ones moved up, since at a larger side the sam
 coarse content of the image (the gpu profile's timesteps rest on this row). Every row reports
 image AUROC, pixel AUROC, the AUROC of each kind of defect on its own, the training seconds and the
 NFE per image, as a mean over the seeds. It writes ``results/ablations-textures.md``.
+With ``--levels`` it instead scores one timestep at a time (:func:`level_sweep`) and writes
+``results/levels-textures.md``: which noise level sees which kind of defect.
 
 Trained models are cached like everywhere else (the checkpoint name hashes the training images and
 the settings), so a rerun only scores (about 13 minutes in the ``cpu`` profile on 2 CPU cores). A fresh
@@ -25,12 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from . import bench, config, data, metrics
 from .data.textures import TEXTURE_CLASSES
-from .scoring import DiffusionDetector
+from .scoring import DiffusionDetector, image_score_from_map, standardize_maps
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,45 @@ def run(categories: list[str], seeds: list[int], prof: config.Profile,
     return rows
 
 
+LEVEL_GRID: tuple[int, ...] = (10, 25, 50, 100, 200, 300, 400, 500, 700)
+
+
+def level_sweep(category: str, seed: int, prof: config.Profile, levels: tuple[int, ...] = LEVEL_GRID) -> list[dict]:
+    """The benchmark's noise detector scored at one timestep at a time: one row per level with its image
+    AUROC and the AUROC of each kind of defect. Shows which noise level sees which defect, so that a
+    profile's ``noise_timesteps`` can be chosen from data (both ends: sharp defects at small t, smooth
+    ones at large t; at a larger image side the large ones move up)."""
+    task = data.load_task("textures", category, seed=seed, profile=prof)
+    sc = dataclasses.replace(bench.score_config(prof, "noise"), t_stars=tuple(levels), calibrate=True)
+    det = DiffusionDetector(sc, prof=prof, seed=seed, progress=False).fit(task.train)
+    z_levels = standardize_maps(det.level_maps(task.test), det.calibration_)      # (L, N, 1, H, W)
+    rows = []
+    for t, z in zip(levels, z_levels):
+        scores = image_score_from_map(z, sc.reduce).numpy()
+        row = {"category": str(category), "seed": seed, "t": int(t), "auroc": metrics.auroc(task.labels, scores)}
+        row.update({f"auroc[{k}]": v for k, v in metrics.auroc_by_kind(task.labels, scores, task.kinds).items()})
+        rows.append(row)
+    return rows
+
+
+def levels_to_markdown(rows: list[dict], prof: config.Profile, seeds: list[int]) -> str:
+    """One table per category: AUROC (all defects, then each kind) by timestep, mean over the seeds."""
+    df = pd.DataFrame(rows)
+    kinds = sorted(k for k in df.columns if k.startswith("auroc["))
+    lines = [f"Profile `{prof.name}` ({prof.texture_size} px), seeds {', '.join(map(str, seeds))} (mean). The "
+             f"benchmark's calibrated noise score at one timestep t at a time; the profile's noise score "
+             f"averages the levels {prof.noise_timesteps}.", ""]
+    for category, d in df.groupby("category", sort=False):
+        mean = d.groupby("t")[["auroc", *kinds]].mean()
+        lines += [f"**{category}**", "", "| AUROC | " + " | ".join(f"t={t}" for t in mean.index) + " |",
+                  "|" + "---|" * (len(mean.index) + 1)]
+        for col in ["auroc", *kinds]:
+            name = "all defects" if col == "auroc" else col[6:-1]
+            lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in mean[col]) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def to_markdown(rows: list[dict], prof: config.Profile, seeds: list[int]) -> str:
     """One line per category and variant, mean over the seeds."""
     kinds = sorted({k for r in rows for k in r if k.startswith("auroc[")})
@@ -125,6 +168,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the profile's seeds")
     ap.add_argument("--variants", nargs="+", default=None, metavar="NAME",
                     help="a subset of the variants, by the start of their names (default: all)")
+    ap.add_argument("--levels", nargs="*", type=int, default=None, metavar="T",
+                    help="instead of the variants, score one timestep at a time (default grid: "
+                         f"{' '.join(map(str, LEVEL_GRID))}) and write levels-textures.md")
     ap.add_argument("--out", type=Path, default=config.repo_root() / "results")
     args = ap.parse_args(argv)
     prof = config.profile(args.profile)
@@ -139,9 +185,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      f"variants: {'; '.join(v.name for v in VARIANTS)}")
     seeds = args.seeds if args.seeds is not None else list(prof.seeds)
     config.setup(seed=seeds[0])
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.levels is not None:
+        levels = tuple(args.levels) or LEVEL_GRID
+        bad_t = [t for t in levels if not 1 <= t <= prof.timesteps]
+        if bad_t:
+            ap.error(f"timesteps {bad_t} lie outside [1, {prof.timesteps}] (1-indexed, as t* in the paper)")
+        rows = [r for c in tqdm(args.categories, desc="levels") for seed in seeds
+                for r in level_sweep(c, seed, prof, levels)]
+        md = levels_to_markdown(rows, prof, seeds)
+        (args.out / "levels-textures.md").write_text(md)
+        print(md)
+        return rows
     rows = run(args.categories, seeds, prof, variants)
     md = to_markdown(rows, prof, seeds)
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ablations-textures.md").write_text(md)
     print(md)
     return rows

@@ -87,3 +87,24 @@ def test_each_variant_changes_what_its_name_says(name, monkeypatch):
         assert images.shape[-1] == 2 * prof.texture_size and det.sc.sigma == 2 * ref.sc.sigma
     else:   # the benchmark's reconstruction settings, not the noise score's timesteps
         assert det.sc.score == "reconstruction" and det.sc.t_stars == prof.t_stars
+
+
+def test_level_sweep_scores_each_timestep_alone(tmp_path, monkeypatch, one_thread):
+    import dataclasses
+    from course_lib import bench, config, data, metrics
+    from course_lib.scoring import DiffusionDetector
+    monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path / "ckpt"))
+    rows = ablations.main(["--profile", "smoke", "--categories", "grass", "--levels", "10", "400",
+                           "--out", str(tmp_path)])
+    assert [(r["category"], r["t"]) for r in rows] == [("grass", 10), ("grass", 400)]
+    assert all({f"auroc[{k}]" for k in DEFECTS} <= set(r) for r in rows)
+    md = (tmp_path / "levels-textures.md").read_text()
+    assert "**grass**" in md and "| t=10 | t=400 |" in md and "| stain |" in md and "| all defects |" in md
+    # the first level of the sweep is exactly the benchmark's detector with that one timestep
+    prof = config.profile("smoke")
+    task = data.load_task("textures", "grass", seed=0, profile=prof)
+    sc = dataclasses.replace(bench.score_config(prof, "noise"), t_stars=(10,))
+    alone = DiffusionDetector(sc, prof=prof, seed=0, progress=False).fit(task.train).score(task.test)
+    assert rows[0]["auroc"] == pytest.approx(metrics.auroc(task.labels, alone), abs=1e-12)
+    with pytest.raises(SystemExit):
+        ablations.main(["--profile", "smoke", "--levels", "0", "--out", str(tmp_path)])
