@@ -126,8 +126,8 @@ def levels_to_markdown(rows: list[dict], prof: config.Profile, seeds: list[int])
     df = pd.DataFrame(rows)
     kinds = sorted(k for k in df.columns if k.startswith("auroc["))
     lines = [f"Profile `{prof.name}` ({prof.texture_size} px), seeds {', '.join(map(str, seeds))} (mean). The "
-             f"benchmark's calibrated noise score at one timestep t at a time; the profile's noise score "
-             f"averages the levels {prof.noise_timesteps}.", ""]
+             f"benchmark's calibrated noise score at one timestep t at a time (one fixed noise per level, as in "
+             f"the benchmark); the profile's noise score averages the levels {prof.noise_timesteps}.", ""]
     for category, d in df.groupby("category", sort=False):
         mean = d.groupby("t")[["auroc", *kinds]].mean()
         lines += [f"**{category}**", "", "| AUROC | " + " | ".join(f"t={t}" for t in mean.index) + " |",
