@@ -7,7 +7,8 @@ does to AUROC.
 
 The baseline is the benchmark's noise-prediction detector (:func:`course_lib.bench.score_config`);
 each variant changes one thing: more noise draws, middle timesteps only (neither a small t for sharp
-defects nor a large t for smooth ones), no map calibration, the paper's reconstruction score,
+defects nor a large t for smooth ones), no map calibration, the max of the map as the image score
+instead of the peak (max minus the map's mean), the paper's reconstruction score,
 mirror-image training crops, twice the training steps, or twice the image side: once with the same
 timesteps, and once with the large ones moved up, since at a larger side the same t hides less of the
 coarse content of the image (the gpu profile's timesteps rest on this row). Every row reports
@@ -53,6 +54,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("noise, 4 noise draws", score=dict(n_noise=4)),
     Variant("noise, mid timesteps only (50, 150, 300)", score=dict(t_stars=(50, 150, 300))),
     Variant("noise, raw maps (no calibration)", score=dict(calibrate=False)),
+    Variant("noise, max of the map instead of the peak", score=dict(reduce="max")),
     Variant("reconstruction score (paper)", score=dict(score="reconstruction")),
     Variant("noise, mirrored crops in training", flips=True),
     Variant("noise, 2x training steps", steps_factor=2),
@@ -73,7 +75,7 @@ def run_variant(variant: Variant, category: str, seed: int, prof: config.Profile
     vprof = dataclasses.replace(prof, train_steps=prof.train_steps * variant.steps_factor,
                                 texture_size=prof.texture_size * variant.size_factor)
     task = data.load_task("textures", category, seed=seed, profile=vprof)
-    base = bench.score_config(vprof, variant.score.get("score", "noise"))
+    base = bench.score_config(vprof, variant.score.get("score", "noise"), task.extent)
     sc = dataclasses.replace(base, sigma=base.sigma * variant.size_factor, **variant.score)
     det = DiffusionDetector(sc, prof=vprof, seed=seed, progress=False)
     # calibration uses the first images given to fit: with flips=True those are the unflipped crops
@@ -109,7 +111,8 @@ def level_sweep(category: str, seed: int, prof: config.Profile, levels: tuple[in
     profile's ``noise_timesteps`` can be chosen from data (both ends: sharp defects at small t, smooth
     ones at large t; at a larger image side the large ones move up)."""
     task = data.load_task("textures", category, seed=seed, profile=prof)
-    sc = dataclasses.replace(bench.score_config(prof, "noise"), t_stars=tuple(levels), calibrate=True)
+    sc = dataclasses.replace(bench.score_config(prof, "noise", task.extent), t_stars=tuple(levels),
+                             calibrate=True)
     det = DiffusionDetector(sc, prof=prof, seed=seed, progress=False).fit(task.train)
     z_levels = standardize_maps(det.level_maps(task.test), det.calibration_)      # (L, N, 1, H, W)
     rows = []

@@ -27,29 +27,39 @@ from .baselines import BASELINES, make_baseline
 from .detector import Detector
 
 # name -> factory(profile, seed) -> unfitted Detector. Diffusion detectors register themselves here.
-METHODS: dict[str, Callable[[config.Profile, int], Detector]] = {
-    name: (lambda prof, seed, _n=name: make_baseline(_n, seed=seed)) for name in BASELINES
+# A factory builds a method's detector from the profile, the seed and the task's `extent` ("global" or
+# "local", AnomalyTask.extent): the only thing about a task that a detector may know before it is fitted.
+Factory = Callable[[config.Profile, int, str], Detector]
+METHODS: dict[str, Factory] = {
+    name: (lambda prof, seed, extent, _n=name: make_baseline(_n, seed=seed)) for name in BASELINES
 }
 
 
-def register_method(name: str, factory: Callable[[config.Profile, int], Detector]) -> None:
+def register_method(name: str, factory: Factory) -> None:
     METHODS[name] = factory
 
 
-def score_config(prof: config.Profile, score: str):
-    """The benchmark's settings of a diffusion score ("reconstruction" or "noise") in profile `prof`."""
+# the image score from an anomaly map, by the extent of the task's anomalies (scoring.image_score_from_map)
+MAP_REDUCE = {"global": "mean", "local": "peak"}
+
+
+def score_config(prof: config.Profile, score: str, extent: str):
+    """The benchmark's settings of a diffusion score ("reconstruction" or "noise") in profile `prof`, for a
+    task whose anomalies cover the whole image (extent "global") or a part of it ("local")."""
     from .scoring import ScoreConfig
+    if extent not in MAP_REDUCE:
+        raise ValueError(f"extent must be one of {', '.join(MAP_REDUCE)} (AnomalyTask.extent), got {extent!r}.")
     recon = score == "reconstruction"
     # the noise score draws one fixed noise per timestep: its timesteps already average over noise
     return ScoreConfig(score=score, t_stars=prof.t_stars if recon else prof.noise_timesteps,
                        steps=prof.ddim_steps, n_noise=prof.n_noise if recon else 1,
-                       sigma=prof.map_sigma, reduce=prof.map_reduce, calibrate=prof.map_calibrate)
+                       sigma=prof.map_sigma, reduce=MAP_REDUCE[extent], calibrate=prof.map_calibrate)
 
 
-def _diffusion_method(score: str) -> Callable[[config.Profile, int], Detector]:
-    def make(prof: config.Profile, seed: int) -> Detector:
+def _diffusion_method(score: str) -> Factory:
+    def make(prof: config.Profile, seed: int, extent: str) -> Detector:
         from .scoring import DiffusionDetector
-        return DiffusionDetector(score_config(prof, score), prof=prof, seed=seed, progress=False)
+        return DiffusionDetector(score_config(prof, score, extent), prof=prof, seed=seed, progress=False)
     return make
 
 
@@ -81,7 +91,7 @@ def available_cells(tasks: list[str], prof: config.Profile, categories: dict[str
 def run_cell(task, method: str, prof: config.Profile, seed: int) -> dict:
     """Fit one detector on the task's normal images and score its test set."""
     config.seed_everything(seed)
-    det = METHODS[method](prof, seed)
+    det = METHODS[method](prof, seed, task.extent)
     t0 = time.perf_counter()
     det.fit(task.train)
     fit_s = time.perf_counter() - t0

@@ -44,7 +44,6 @@ class Profile:
     n_noise: int              # noise draws averaged per image
     noise_timesteps: tuple[int, ...]  # noise-score timesteps (1-indexed); small t: sharp defects, large: smooth
     map_sigma: float          # Gaussian smoothing of anomaly maps, in pixels
-    map_reduce: str           # image score from the map: "mean" or "max"
     map_calibrate: bool       # standardize each level's map per pixel against normal images (scoring.py)
     # --- evaluation ---------------------------------------------------------------------
     seeds: tuple[int, ...]    # seeds the benchmark repeats every cell over
@@ -59,7 +58,7 @@ PROFILES: dict[str, Profile] = {
         timesteps=1000, train_steps=30, batch_size=16, lr=2e-3,
         unet_preset="unet-tiny", dit_preset="dit-tiny",
         t_stars=(250,), ddim_steps=3, n_noise=1, noise_timesteps=(50, 250),
-        map_sigma=1.0, map_reduce="max", map_calibrate=True, seeds=(0,), bf16=False, compile=False,
+        map_sigma=1.0, map_calibrate=True, seeds=(0,), bf16=False, compile=False,
     ),
     # A learner on a laptop: minutes per notebook on offline data, and the models really learn.
     "cpu": Profile(
@@ -67,7 +66,7 @@ PROFILES: dict[str, Profile] = {
         timesteps=1000, train_steps=800, batch_size=32, lr=1e-3,
         unet_preset="unet-small", dit_preset="dit-small",
         t_stars=(100, 250), ddim_steps=10, n_noise=2, noise_timesteps=(10, 25, 300, 400),
-        map_sigma=2.0, map_reduce="max", map_calibrate=True, seeds=(0, 1, 2), bf16=False, compile=False,
+        map_sigma=2.0, map_calibrate=True, seeds=(0, 1, 2), bf16=False, compile=False,
     ),
     # The paper's scale on real datasets: a Colab T4 up to an H200.
     "gpu": Profile(
@@ -77,7 +76,7 @@ PROFILES: dict[str, Profile] = {
         t_stars=(100, 250, 400), ddim_steps=25, n_noise=4,
         # both ends of the noise, as in cpu, with the large t moved up: a larger side needs more noise to
         # hide coarse content (results/ablations-textures.md, "2x image side"); unmeasured at 128 px
-        noise_timesteps=(10, 25, 500, 700), map_sigma=2.0, map_reduce="max", map_calibrate=True,
+        noise_timesteps=(10, 25, 500, 700), map_sigma=2.0, map_calibrate=True,
         seeds=(0, 1, 2, 3, 4), bf16=True, compile=False,
     ),
 }

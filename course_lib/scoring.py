@@ -27,7 +27,7 @@ from .sampling import reconstruct
 
 ScoreName = Literal["reconstruction", "noise"]
 ErrorName = Literal["mse", "ssim"]
-MapReduce = Literal["mean", "max"]
+MapReduce = Literal["mean", "max", "peak"]
 
 
 class ScoreResult(NamedTuple):
@@ -137,12 +137,24 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, *, data_range: float = 2.0, sigma
 
 
 def image_score_from_map(maps: torch.Tensor, reduce: MapReduce = "mean") -> torch.Tensor:
-    """One number per image from its map: the mean (diffuse anomalies) or the max (small defects)."""
+    """One number per image from its (N, 1, H, W) map. Match it to how much of the image an anomaly covers:
+
+    - ``"mean"``: the whole image is anomalous (another class, a global corruption): every pixel adds
+      evidence, and averaging them cancels the noise of single pixels.
+    - ``"max"``: a small defect; the mean would dilute it.
+    - ``"peak"``: the max minus the image's own mean, i.e. how far the worst region stands out from the
+      rest of the *same* image. A small defect raises the max but barely moves the mean, while a
+      nuisance that shifts the whole map (a crop that is brighter or busier than most) moves both and
+      cancels. The best of the three for local defects (results/benchmark.md, notebook 05).
+    """
+    flat = maps.flatten(1)
     if reduce == "mean":
-        return maps.flatten(1).mean(1)
+        return flat.mean(1)
     if reduce == "max":
-        return maps.flatten(1).amax(1)
-    raise ValueError(f"Unknown map reduction {reduce!r}; use 'mean' or 'max'.")
+        return flat.amax(1)
+    if reduce == "peak":
+        return flat.amax(1) - flat.mean(1)
+    raise ValueError(f"Unknown map reduction {reduce!r}; use 'mean', 'max' or 'peak'.")
 
 
 class MapCalibration(NamedTuple):
@@ -214,7 +226,7 @@ class ScoreConfig:
     eta: float = 0.0                      # DDIM stochasticity (0 = deterministic, 1 = DDPM variance)
     n_noise: int = 1                      # noise draws averaged per image
     sigma: float = 1.0                    # Gaussian smoothing of the anomaly map, in pixels
-    reduce: MapReduce = "mean"            # image score = mean or max of the smoothed map
+    reduce: MapReduce = "mean"            # image score from the smoothed map: mean, max or peak
     calibrate: bool = False               # standardize each level's map per pixel against normal images
     batch_size: int = 64                  # images per forward pass while scoring
     seed: int = 0                         # the scoring noise

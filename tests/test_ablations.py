@@ -58,7 +58,7 @@ class _SpyDetector:
 
 
 @pytest.mark.parametrize("name", ["noise, mirrored", "noise, 2x training", "noise, 2x image", "noise, mid",
-                                  "noise, raw", "noise, 2x image side, large", "reconstruction"])
+                                  "noise, raw", "noise, max", "noise, 2x image side, large", "reconstruction"])
 def test_each_variant_changes_what_its_name_says(name, monkeypatch):
     from course_lib import config
     monkeypatch.setattr(ablations, "DiffusionDetector", _SpyDetector)
@@ -83,6 +83,8 @@ def test_each_variant_changes_what_its_name_says(name, monkeypatch):
     elif name == "noise, raw":
         assert ref.sc.calibrate == prof.map_calibrate and det.sc.calibrate is False
         assert det.sc.t_stars == ref.sc.t_stars
+    elif name == "noise, max":   # textures are local defects: the benchmark reduces by the peak
+        assert ref.sc.reduce == "peak" and det.sc.reduce == "max" and det.sc.t_stars == ref.sc.t_stars
     elif name == "noise, 2x image":
         assert images.shape[-1] == 2 * prof.texture_size and det.sc.sigma == 2 * ref.sc.sigma
     else:   # the benchmark's reconstruction settings, not the noise score's timesteps
@@ -103,7 +105,7 @@ def test_level_sweep_scores_each_timestep_alone(tmp_path, monkeypatch, one_threa
     # the first level of the sweep is exactly the benchmark's detector with that one timestep
     prof = config.profile("smoke")
     task = data.load_task("textures", "grass", seed=0, profile=prof)
-    sc = dataclasses.replace(bench.score_config(prof, "noise"), t_stars=(10,))
+    sc = dataclasses.replace(bench.score_config(prof, "noise", task.extent), t_stars=(10,))
     alone = DiffusionDetector(sc, prof=prof, seed=0, progress=False).fit(task.train).score(task.test)
     assert rows[0]["auroc"] == pytest.approx(metrics.auroc(task.labels, alone), abs=1e-12)
     with pytest.raises(SystemExit):

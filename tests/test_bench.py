@@ -36,3 +36,11 @@ def test_bench_refuses_unknown_names(tmp_path, monkeypatch):
         bench.main(["--tasks", "imagenet", "--out", str(tmp_path)])
     with pytest.raises(ValueError, match="Unknown method.*iforest"):
         bench.main(["--tasks", "digits-c", "--methods", "knn", "--out", str(tmp_path)])
+
+
+def test_image_score_follows_the_tasks_extent():
+    prof = config.profile("smoke")
+    assert bench.score_config(prof, "noise", "global").reduce == "mean"   # a whole-image anomaly: every pixel counts
+    assert bench.score_config(prof, "noise", "local").reduce == "peak"    # a defect: how far it stands out
+    with pytest.raises(ValueError, match="extent must be one of global, local"):
+        bench.score_config(prof, "noise", "everywhere")

@@ -175,3 +175,14 @@ def test_offline_tasks_are_deterministic_per_seed(name):
     assert torch.equal(a.labels, b.labels)
     assert not torch.equal(a.test, c.test)
     assert a.kinds and len(a.kinds) == len(a.test)
+
+
+def test_extent_says_how_much_of_an_anomaly_is_anomalous():
+    # whole-image anomalies (another digit, a corrupted digit, another photo class) ...
+    assert {load_task(n, profile=SMOKE).extent for n in ("digits", "digits-c", "photos")} == {"global"}
+    # ... and defects on part of a normal surface
+    task = load_task("textures", profile=SMOKE)
+    assert task.extent == "local"
+    with pytest.raises(ValueError, match="extent must be 'global'.*or 'local'.*got 'partial'"):
+        AnomalyTask(name="t", description="", train=task.train, test=task.test, labels=task.labels,
+                    extent="partial")

@@ -180,6 +180,7 @@ def mvtec_root(tmp_path):
 def test_mvtec_images_masks_and_kinds(mvtec_root):
     task = load_task("mvtec", "bottle", profile=SMOKE, root=mvtec_root, image_size=16)
     assert task.name == "mvtec/bottle" and task.image_shape == (3, 16, 16) and len(task.train) == 6
+    assert task.extent == "local"
     assert sorted(task.kinds) == ["crack", "crack", "crack", "normal", "normal"]
     np.testing.assert_array_equal(task.labels.numpy(), [k == "crack" for k in task.kinds])
     assert not task.masks[task.labels == 0].any()

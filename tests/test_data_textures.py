@@ -73,6 +73,7 @@ def test_textures_task():
     p = profile("smoke", n_test=60)
     task = load_task("textures", "gravel", profile=p)
     assert task.name == "textures/gravel" and task.image_shape == (1, p.texture_size, p.texture_size)
+    assert task.extent == "local"                            # defects cover part of a normal surface
     normal = task.labels == 0
     assert int(normal.sum()) == 30 and not task.masks[normal].any()
     assert all(m.any() for m in task.masks[~normal])

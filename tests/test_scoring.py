@@ -101,7 +101,10 @@ def test_image_score_from_map():
     maps[1] = 1.0
     assert image_score_from_map(maps, "mean").tolist() == [1.0, 1.0]
     assert image_score_from_map(maps, "max").tolist() == [4.0, 1.0]
-    with pytest.raises(ValueError, match="mean.*max"):
+    assert image_score_from_map(maps, "peak").tolist() == [3.0, 0.0]   # a flat map has no peak
+    # a constant shift of the whole map (a nuisance) changes mean and max, not the peak
+    assert torch.equal(image_score_from_map(maps + 2.5, "peak"), image_score_from_map(maps, "peak"))
+    with pytest.raises(ValueError, match="mean.*max.*peak"):
         image_score_from_map(maps, "median")
 
 

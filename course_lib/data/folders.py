@@ -93,7 +93,8 @@ def build_mvtec(category: str, *, protocol: str, seed: int, profile: Profile, ro
     return AnomalyTask(
         name=f"mvtec/{category}",
         description=f"MVTec-AD {category} at {size}px (RGB), with the official test set and masks.",
-        train=train, test=torch.stack(test), labels=labels, masks=torch.stack(masks), kinds=kinds)
+        train=train, test=torch.stack(test), labels=labels, masks=torch.stack(masks), kinds=kinds,
+        extent="local")
 
 
 def _read_split(base: Path, split: str) -> tuple[list[str], list[str]]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
@@ -30,6 +31,9 @@ class AnomalyTask:
     """Normal training images, a labelled test set and (optionally) pixel masks.
 
     Images are float tensors (N, C, H, W) in [-1, 1]; labels are 1 for an anomaly, 0 for normal.
+    `extent` says how much of an anomalous image is anomalous: "global" (another class, a corruption of
+    the whole image) or "local" (a defect on part of a normal surface, as in MVTec-AD). A detector that
+    turns a pixel map into an image score should match it (``scoring.image_score_from_map``).
     """
 
     name: str                       # e.g. "digits/3" or "textures/brick"
@@ -39,6 +43,7 @@ class AnomalyTask:
     labels: torch.Tensor            # (M,) int64, 1 = anomaly
     masks: torch.Tensor | None = None  # (M, 1, H, W) bool, True = anomalous pixel
     kinds: list[str] = field(default_factory=list)  # (M,) anomaly type per test image, "normal" for normals
+    extent: Literal["global", "local"] = "global"   # whole-image anomalies, or defects on part of an image
 
     def __post_init__(self):
         check_images(self.train, f"{self.name}: train")
@@ -58,6 +63,9 @@ class AnomalyTask:
                 raise ValueError(f"{self.name}: masks has shape {tuple(self.masks.shape)}, "
                                  f"expected {(n, 1, h, w)}.")
             self.masks = self.masks.bool()
+        if self.extent not in ("global", "local"):
+            raise ValueError(f"{self.name}: extent must be 'global' (whole-image anomalies) or 'local' "
+                             f"(defects on part of an image), got {self.extent!r}.")
         if self.kinds and len(self.kinds) != len(self.test):
             raise ValueError(f"{self.name}: kinds has {len(self.kinds)} entries for {len(self.test)} test images.")
 
