@@ -26,9 +26,9 @@ from . import config, data, metrics
 from .baselines import BASELINES, make_baseline
 from .detector import Detector
 
-# name -> factory(profile, seed) -> unfitted Detector. Diffusion detectors register themselves here.
-# A factory builds a method's detector from the profile, the seed and the task's `extent` ("global" or
-# "local", AnomalyTask.extent): the only thing about a task that a detector may know before it is fitted.
+# name -> factory(profile, seed, extent) -> unfitted Detector. Diffusion detectors register themselves here.
+# `extent` is the task's AnomalyTask.extent ("global" or "local"): the only thing about a task that a
+# detector may know before it is fitted.
 Factory = Callable[[config.Profile, int, str], Detector]
 METHODS: dict[str, Factory] = {
     name: (lambda prof, seed, extent, _n=name: make_baseline(_n, seed=seed)) for name in BASELINES
