@@ -98,7 +98,12 @@ def smooth_maps(maps: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     coherent defects stay. sigma = 0 returns the maps unchanged."""
     if sigma <= 0:
         return maps
-    return _gaussian_blur(maps, sigma, radius=max(1, int(round(3 * sigma))))
+    radius = max(1, int(round(3 * sigma)))
+    if radius >= min(maps.shape[-2:]):
+        raise ValueError(f"smooth_maps: sigma = {sigma} px needs a kernel radius of {radius} px, but the maps are "
+                         f"only {tuple(maps.shape[-2:])} px; use sigma < {min(maps.shape[-2:]) / 3:.1f} for maps "
+                         f"this small (a smaller sigma, or the mean of the map, has the same effect).")
+    return _gaussian_blur(maps, sigma, radius=radius)
 
 
 def _gaussian_blur(maps: torch.Tensor, sigma: float, radius: int) -> torch.Tensor:

@@ -93,6 +93,8 @@ def test_smooth_maps_matches_scipy_gaussian_filter():
                     for m in maps.numpy()])[:, None]
     np.testing.assert_allclose(ours.numpy(), ref, atol=1e-10)
     assert torch.equal(smooth_maps(maps, 0), maps)
+    with pytest.raises(ValueError, match=r"sigma = 12 px needs a kernel radius of 36 px.*use sigma < "):
+        smooth_maps(torch.zeros(2, 1, 32, 32), 12)
 
 
 def test_image_score_from_map():
