@@ -50,9 +50,8 @@ def score_config(prof: config.Profile, score: str, extent: str):
     if extent not in MAP_REDUCE:
         raise ValueError(f"extent must be one of {', '.join(MAP_REDUCE)} (AnomalyTask.extent), got {extent!r}.")
     recon = score == "reconstruction"
-    # the noise score draws one fixed noise per timestep: its timesteps already average over noise
     return ScoreConfig(score=score, t_stars=prof.t_stars if recon else prof.noise_timesteps,
-                       steps=prof.ddim_steps, n_noise=prof.n_noise if recon else 1,
+                       steps=prof.ddim_steps, n_noise=prof.n_noise if recon else prof.noise_draws,
                        sigma=prof.map_sigma, reduce=MAP_REDUCE[extent], calibrate=prof.map_calibrate)
 
 

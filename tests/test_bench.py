@@ -44,3 +44,14 @@ def test_image_score_follows_the_tasks_extent():
     assert bench.score_config(prof, "noise", "local").reduce == "peak"    # a defect: how far it stands out
     with pytest.raises(ValueError, match="extent must be one of global, local"):
         bench.score_config(prof, "noise", "everywhere")
+
+
+@pytest.mark.parametrize("name", ["cpu", "gpu"])
+def test_noise_score_costs_at_most_a_tenth_of_reconstruction(name):
+    # the bar for the cheap score: its NFE per image at most a tenth of the paper's score's
+    from course_lib.scoring import DiffusionDetector
+    prof = config.profile(name)
+    nfe = {score: DiffusionDetector(bench.score_config(prof, score, "local"), prof=prof, device="cpu").nfe_per_image
+           for score in ("noise", "reconstruction")}
+    assert nfe["noise"] == prof.noise_draws * len(prof.noise_timesteps)
+    assert nfe["noise"] <= nfe["reconstruction"] / 10, nfe
