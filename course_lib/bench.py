@@ -49,10 +49,12 @@ def score_config(prof: config.Profile, score: str, extent: str):
     from .scoring import ScoreConfig
     if extent not in MAP_REDUCE:
         raise ValueError(f"extent must be one of {', '.join(MAP_REDUCE)} (AnomalyTask.extent), got {extent!r}.")
-    recon = score == "reconstruction"
-    return ScoreConfig(score=score, t_stars=prof.t_stars if recon else prof.noise_timesteps,
-                       steps=prof.ddim_steps, n_noise=prof.n_noise if recon else prof.noise_draws,
-                       sigma=prof.map_sigma, reduce=MAP_REDUCE[extent], calibrate=prof.map_calibrate)
+    common = dict(score=score, sigma=prof.map_sigma, reduce=MAP_REDUCE[extent], calibrate=prof.map_calibrate)
+    if score == "reconstruction":
+        return ScoreConfig(t_stars=prof.t_stars, steps=prof.ddim_steps, n_noise=prof.n_noise, **common)
+    # the noise score in antithetic pairs: the error about the image, without the noise's (scoring.py)
+    return ScoreConfig(t_stars=prof.noise_timesteps, n_noise=prof.noise_pairs, antithetic=True,
+                       coarse_sigma=prof.noise_coarse_sigma, **common)
 
 
 def _diffusion_method(score: str) -> Factory:

@@ -43,7 +43,8 @@ class Profile:
     ddim_steps: int           # K, denoising steps from t* back to 0
     n_noise: int              # reconstruction score: noise draws averaged per image
     noise_timesteps: tuple[int, ...]  # noise-score timesteps (1-indexed); small t: sharp defects, large: smooth
-    noise_draws: int          # noise score: fixed noises per timestep (NFE = draws x timesteps)
+    noise_pairs: int          # noise score: antithetic noise pairs (eps, -eps) per timestep (NFE = 2 x pairs x timesteps)
+    noise_coarse_sigma: float  # noise score: blur of the pair's even part where SNR_t < 1, px (scoring.py)
     map_sigma: float          # Gaussian smoothing of anomaly maps, in pixels
     map_calibrate: bool       # standardize each level's map per pixel against normal images (scoring.py)
     # --- evaluation ---------------------------------------------------------------------
@@ -58,7 +59,8 @@ PROFILES: dict[str, Profile] = {
         name="smoke", digits_size=16, photo_size=16, texture_size=32, n_train=64, n_test=40,
         timesteps=1000, train_steps=30, batch_size=16, lr=2e-3,
         unet_preset="unet-tiny", dit_preset="dit-tiny",
-        t_stars=(250,), ddim_steps=3, n_noise=1, noise_timesteps=(50, 250), noise_draws=1,
+        t_stars=(250,), ddim_steps=3, n_noise=1, noise_timesteps=(10, 300), noise_pairs=1,
+        noise_coarse_sigma=0.75,
         map_sigma=1.0, map_calibrate=True, seeds=(0,), bf16=False, compile=False,
     ),
     # A learner on a laptop: minutes per notebook on offline data, and the models really learn.
@@ -66,7 +68,10 @@ PROFILES: dict[str, Profile] = {
         name="cpu", digits_size=16, photo_size=32, texture_size=32, n_train=400, n_test=200,
         timesteps=1000, train_steps=800, batch_size=32, lr=1e-3,
         unet_preset="unet-small", dit_preset="dit-small",
-        t_stars=(100, 250), ddim_steps=10, n_noise=2, noise_timesteps=(10, 25, 300, 400), noise_draws=1,
+        t_stars=(100, 250), ddim_steps=10, n_noise=2,
+        # two small t (SNR >> 1: sharp defects) and two large (SNR < 1: smooth defects), one antithetic pair
+        # each: 8 NFE, a fifth of the reconstruction score's 40 (results/ablations-textures.md; notebook 05, 8)
+        noise_timesteps=(10, 25, 300, 400), noise_pairs=1, noise_coarse_sigma=0.75,
         map_sigma=2.0, map_calibrate=True, seeds=(0, 1, 2), bf16=False, compile=False,
     ),
     # The paper's scale on real datasets: a Colab T4 up to an H200.
@@ -78,9 +83,9 @@ PROFILES: dict[str, Profile] = {
         # both ends of the noise, as in cpu, with the large t moved up: a larger side needs more noise to
         # hide coarse content (results/ablations-textures.md, "2x image side"); unmeasured at 128 px
         noise_timesteps=(10, 25, 500, 700), map_sigma=2.0, map_calibrate=True,
-        # 4 draws per level: +0.02-0.03 AUROC on grass and gravel in the cpu ablation ("4 noise draws"),
-        # and 16 NFE stays under a tenth of the reconstruction score's 300
-        noise_draws=4,
+        # one pair per level: the pair's even part barely changes with more pairs (cpu ablation, "4 noise
+        # pairs"); the coarse blur scales with the 4x texture side; 8 NFE against reconstruction's 300
+        noise_pairs=1, noise_coarse_sigma=3.0,
         seeds=(0, 1, 2, 3, 4), bf16=True, compile=False,
     ),
 }

@@ -139,7 +139,8 @@ def time_size(prof: config.Profile, device: torch.device, size: int, channels: i
     x = images[:min(64, len(images))].to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=prof.bf16 and device.type == "cuda"):
         noise_s = _timed(lambda: noise_prediction_error(diffusion, model, x, prof.noise_timesteps,
-                                                        n_noise=prof.noise_draws), device)
+                                                        n_noise=prof.noise_pairs, antithetic=True,
+                                                        coarse_sigma=prof.noise_coarse_sigma), device)
         recon_s = _timed(lambda: reconstruction_error(diffusion, model, x, prof.t_stars, steps=prof.ddim_steps,
                                                       n_noise=prof.n_noise), device, repeats=1)
     row["noise ms/img"] = 1000 * noise_s / len(x)

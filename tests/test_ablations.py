@@ -21,14 +21,14 @@ def test_mirrored_appends_the_three_flips():
 def test_ablations_write_one_row_per_variant(tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path / "ckpt"))
     rows = ablations.main(["--profile", "smoke", "--categories", "grass", "--variants", "noise score",
-                           "noise, 4", "--out", str(tmp_path)])
-    assert [r["variant"] for r in rows] == ["noise score (benchmark)", "noise, 4 noise draws"]
+                           "noise, 4 noise", "--out", str(tmp_path)])
+    assert [r["variant"] for r in rows] == ["noise score (benchmark)", "noise, 4 noise pairs"]
     assert rows[1]["nfe"] == 4 * rows[0]["nfe"]
     for r in rows:
         assert {f"auroc[{k}]" for k in DEFECTS} <= set(r)
         assert all(0 <= r[k] <= 1 for k in ("auroc", "pixel_auroc", *(f"auroc[{k}]" for k in DEFECTS)))
     md = (tmp_path / "ablations-textures.md").read_text()
-    assert "| grass | noise, 4 noise draws |" in md and "| stain |" in md
+    assert "| grass | noise, 4 noise pairs |" in md and "| stain |" in md
 
 
 def test_ablations_refuse_unknown_names(tmp_path):
@@ -58,7 +58,8 @@ class _SpyDetector:
 
 
 @pytest.mark.parametrize("name", ["noise, mirrored", "noise, 2x training", "noise, 2x image", "noise, mid",
-                                  "noise, raw", "noise, max", "noise, 2x image side, large", "reconstruction"])
+                                  "noise, raw", "noise, max", "noise, 2x image side, large", "reconstruction",
+                                  "noise, 2 plain", "noise, pair without", "noise, 2 levels"])
 def test_each_variant_changes_what_its_name_says(name, monkeypatch):
     from course_lib import config
     monkeypatch.setattr(ablations, "DiffusionDetector", _SpyDetector)
@@ -76,10 +77,17 @@ def test_each_variant_changes_what_its_name_says(name, monkeypatch):
     elif name == "noise, 2x training":
         assert det.prof.train_steps == 2 * prof.train_steps and torch.equal(images, ref_images)
     elif name == "noise, mid":
-        assert ref.sc.t_stars == prof.noise_timesteps and det.sc.t_stars == (50, 150, 300)
+        assert ref.sc.t_stars == prof.noise_timesteps and det.sc.t_stars == (50, 100, 150, 200)
         assert det.sc.n_noise == ref.sc.n_noise and torch.equal(images, ref_images)
+    elif name == "noise, 2 levels":
+        assert det.sc.t_stars == (10, 300) and det.sc.antithetic and det.sc.n_noise == ref.sc.n_noise
+    elif name == "noise, 2 plain":   # the same NFE as one antithetic pair
+        assert ref.sc.antithetic and ref.sc.n_noise == 1 and ref.sc.coarse_sigma == prof.noise_coarse_sigma
+        assert not det.sc.antithetic and det.sc.n_noise == 2 and det.sc.coarse_sigma == 0
+    elif name == "noise, pair without":
+        assert det.sc.antithetic and det.sc.coarse_sigma == 0 and det.sc.t_stars == ref.sc.t_stars
     elif name == "noise, 2x image side, large":
-        assert images.shape[-1] == 2 * prof.texture_size and det.sc.t_stars == (10, 25, 500, 700)
+        assert images.shape[-1] == 2 * prof.texture_size and det.sc.t_stars == (10, 500)
     elif name == "noise, raw":
         assert ref.sc.calibrate == prof.map_calibrate and det.sc.calibrate is False
         assert det.sc.t_stars == ref.sc.t_stars
@@ -87,6 +95,7 @@ def test_each_variant_changes_what_its_name_says(name, monkeypatch):
         assert ref.sc.reduce == "peak" and det.sc.reduce == "max" and det.sc.t_stars == ref.sc.t_stars
     elif name == "noise, 2x image":
         assert images.shape[-1] == 2 * prof.texture_size and det.sc.sigma == 2 * ref.sc.sigma
+        assert det.sc.coarse_sigma == 2 * ref.sc.coarse_sigma
     else:   # the benchmark's reconstruction settings, not the noise score's timesteps
         assert det.sc.score == "reconstruction" and det.sc.t_stars == prof.t_stars
 

@@ -57,6 +57,49 @@ def test_noise_prediction_error_matches_monte_carlo_expectation(setting):
     assert float(r.scores[0]) == pytest.approx(expected, rel=0.05)
 
 
+def _optimal_gain(d, t):
+    a = float(d.alphas_cumprod.double()[t - 1])
+    return a, (1 - a) ** 0.5 / (a * S ** 2 + 1 - a)
+
+
+def test_antithetic_pair_keeps_the_error_about_the_image_exactly(setting):
+    """For the optimal Gaussian denoiser r(eps) = (1 - c sqrt(1-abar)) eps - c sqrt(abar) x0: the odd part is
+    all noise, the even part is -c sqrt(abar) x0, so one pair gives c² abar x0² per pixel, for any noise."""
+    d, model, x, _ = setting
+    t = 250                                              # SNR > 1: no coarse blur even if asked
+    a, c = _optimal_gain(d, t)
+    expected = (c ** 2 * a * x.double() ** 2)
+    for seed in (0, 1):
+        r = noise_prediction_error(d, model, x, (t,), seed=seed, antithetic=True, coarse_sigma=1.0)
+        assert r.nfe == 2
+        torch.testing.assert_close(r.maps.double(), expected, rtol=1e-4, atol=1e-7)
+    # one plain draw: the even part plus noise, always at least as large on average, and seed-dependent
+    plain = [noise_prediction_error(d, model, x, (t,), seed=s).maps for s in (0, 1)]
+    assert not torch.allclose(plain[0], plain[1]) and float(plain[0].mean()) > float(expected.mean())
+
+
+def test_antithetic_pair_blurs_the_even_part_where_noise_dominates(setting):
+    """At SNR < 1 the even part -c sqrt(abar) x0 is blurred (scipy's Gaussian filter) before squaring."""
+    d, model, x, _ = setting
+    t = 400
+    a, c = _optimal_gain(d, t)
+    assert a < 0.5                                       # SNR = abar / (1 - abar) < 1
+    sigma, radius = 1.0, 3
+    blurred = np.stack([scipy.ndimage.gaussian_filter(m[0], sigma, mode="mirror", truncate=radius / sigma)
+                        for m in x.double().numpy()])[:, None]
+    r = noise_prediction_error(d, model, x, (t,), n_noise=2, antithetic=True, coarse_sigma=sigma)
+    assert r.nfe == 4
+    np.testing.assert_allclose(r.maps.double().numpy(), c ** 2 * a * blurred ** 2, rtol=1e-4, atol=1e-7)
+
+
+def test_antithetic_options_are_checked(setting):
+    d, model, x, _ = setting
+    with pytest.raises(ValueError, match="antithetic=True"):
+        noise_prediction_error(d, model, x[:2], (400,), coarse_sigma=1.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        noise_prediction_error(d, model, x[:2], (400,), antithetic=True, coarse_sigma=-1.0)
+
+
 def test_scores_are_deterministic_and_batch_independent(setting):
     d, model, x, _ = setting
     a = noise_prediction_error(d, model, x, (100,), seed=3).scores
@@ -275,6 +318,8 @@ def test_detector_refuses_bad_input(tmp_path, monkeypatch):
         DiffusionDetector(ScoreConfig(t_stars=(0,)), prof=config.profile("smoke"))
     with pytest.raises(ValueError, match="score='reconstruction'"):
         DiffusionDetector(ScoreConfig(score="noise", error="ssim"), prof=config.profile("smoke"))
+    with pytest.raises(ValueError, match="Use score='noise'"):
+        DiffusionDetector(ScoreConfig(score="reconstruction", antithetic=True), prof=config.profile("smoke"))
     monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path))
     det = DiffusionDetector(ScoreConfig(), prof=config.profile("smoke", train_steps=2), device="cpu", progress=False)
     det.fit(torch.zeros(4, 1, 16, 16))
