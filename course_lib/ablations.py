@@ -6,11 +6,11 @@ does to AUROC.
     python -m course_lib.ablations --levels                         # AUROC per defect kind, one t at a time
 
 The baseline is the benchmark's noise-prediction detector (:func:`course_lib.bench.score_config`):
-one antithetic noise pair at a small and at a large t, the even part blurred at the large one.
+one antithetic noise pair at each of two small and two large t, the even part blurred at the large ones.
 Each variant changes one thing: two independent noise draws instead of the pair (the same NFE), the
-pair without the blur, more pairs, two levels instead of four (half the NFE), middle timesteps only (neither a small t
-for sharp defects nor a large t for smooth ones), no map calibration, the max of the map as the image
-score instead of the peak (max minus the map's mean), the paper's reconstruction score,
+pair without the blur, more pairs, two levels instead of four (half the NFE), middle timesteps only
+(neither a small t for sharp defects nor a large t for smooth ones), no map calibration, the max of
+the map as the image score instead of the peak (max minus the map's mean), the paper's reconstruction score,
 mirror-image training crops, twice the training steps, or twice the image side: once with the same
 timesteps, and once with the large ones moved up, since at a larger side the same t hides less of the
 coarse content of the image (the gpu profile's timesteps rest on this row). Every row reports

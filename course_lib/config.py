@@ -84,7 +84,8 @@ PROFILES: dict[str, Profile] = {
         # hide coarse content (results/ablations-textures.md, "2x image side"); unmeasured at 128 px
         noise_timesteps=(10, 25, 500, 700), map_sigma=2.0, map_calibrate=True,
         # one pair per level: the pair's even part barely changes with more pairs (cpu ablation, "4 noise
-        # pairs"); the coarse blur scales with the 4x texture side; 8 NFE against reconstruction's 300
+        # pairs"); 8 NFE against reconstruction's 300. The blur is sized for the 128 px textures (4x the cpu
+        # side); the 32 px digits and photos get the same 3 px. All of it unmeasured on a GPU.
         noise_pairs=1, noise_coarse_sigma=3.0,
         seeds=(0, 1, 2, 3, 4), bf16=True, compile=False,
     ),

@@ -73,7 +73,7 @@ def test_antithetic_pair_keeps_the_error_about_the_image_exactly(setting):
         r = noise_prediction_error(d, model, x, (t,), seed=seed, antithetic=True, coarse_sigma=1.0)
         assert r.nfe == 2
         torch.testing.assert_close(r.maps.double(), expected, rtol=1e-4, atol=1e-7)
-    # one plain draw: the even part plus noise, always at least as large on average, and seed-dependent
+    # one plain draw: the even part plus the noise's part, larger on average, and it changes with the seed
     plain = [noise_prediction_error(d, model, x, (t,), seed=s).maps for s in (0, 1)]
     assert not torch.allclose(plain[0], plain[1]) and float(plain[0].mean()) > float(expected.mean())
 
