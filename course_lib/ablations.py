@@ -5,7 +5,7 @@ does to AUROC.
     python -m course_lib.ablations --categories brick --seeds 0 --variants "noise score" "noise, 4"
     python -m course_lib.ablations --levels                         # AUROC per defect kind, one t at a time
 
-The baseline is the benchmark's noise-prediction detector (:func:`course_lib.bench.score_config`):
+The baseline is the benchmark's noise-prediction detector (:meth:`course_lib.scoring.ScoreConfig.for_task`):
 one antithetic noise pair at each of two small and two large t, the even part blurred at the large ones.
 Each variant changes one thing: two independent noise draws instead of the pair (the same NFE), the
 pair without the blur, more pairs, two levels instead of four (half the NFE), middle timesteps only
@@ -35,9 +35,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import bench, config, data, metrics
+from . import config, data, metrics
 from .data.textures import TEXTURE_CLASSES
-from .scoring import DiffusionDetector, image_score_from_map, standardize_maps
+from .anomaly_maps import image_score_from_map, standardize_maps
+from .diffusion_detector import DiffusionDetector
+from .scoring import ScoreConfig
 
 
 @dataclass(frozen=True)
@@ -79,13 +81,13 @@ def run_variant(variant: Variant, category: str, seed: int, prof: config.Profile
     vprof = dataclasses.replace(prof, train_steps=prof.train_steps * variant.steps_factor,
                                 texture_size=prof.texture_size * variant.size_factor)
     task = data.load_task("textures", category, seed=seed, profile=vprof)
-    base = bench.score_config(vprof, variant.score.get("score", "noise"), task.extent)
+    base = ScoreConfig.for_task(vprof, variant.score.get("score", "noise"), task.extent)
     scaled = dict(sigma=base.sigma * variant.size_factor, coarse_sigma=base.coarse_sigma * variant.size_factor)
     sc = dataclasses.replace(base, **{**scaled, **variant.score})
     det = DiffusionDetector(sc, prof=vprof, seed=seed, progress=False)
     # calibration uses the first images given to fit: with flips=True those are the unflipped crops
     det.fit(mirrored(task.train) if variant.flips else task.train)
-    scores = det.score(task.test)
+    scores = det.decision_function(task.test)
     row = {"category": str(category), "variant": variant.name, "seed": seed,
            "auroc": metrics.auroc(task.labels, scores),
            "pixel_auroc": metrics.pixel_auroc(task.masks, det.anomaly_maps(task.test)),
@@ -116,7 +118,7 @@ def level_sweep(category: str, seed: int, prof: config.Profile, levels: tuple[in
     profile's ``noise_timesteps`` can be chosen from data (both ends: sharp defects at small t, smooth
     ones at large t; at a larger image side the large ones move up)."""
     task = data.load_task("textures", category, seed=seed, profile=prof)
-    sc = dataclasses.replace(bench.score_config(prof, "noise", task.extent), t_stars=tuple(levels),
+    sc = dataclasses.replace(ScoreConfig.for_task(prof, "noise", task.extent), t_stars=tuple(levels),
                              calibrate=True)
     det = DiffusionDetector(sc, prof=prof, seed=seed, progress=False).fit(task.train)
     z_levels = standardize_maps(det.level_maps(task.test), det.calibration_)      # (L, N, 1, H, W)

@@ -1,7 +1,7 @@
 """Classical detectors from pyod on flattened, standardized pixels (the paper's baseline setting).
 
 Each wraps a pyod model behind the course's detector contract (:class:`course_lib.detector.Detector`):
-``fit(normal_images)`` then ``score(images)``, higher = more anomalous.
+``fit(normal_images)`` then ``decision_function(images)``, higher = more anomalous.
 """
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ def flatten_pixels(images: torch.Tensor) -> np.ndarray:
 class PixelBaseline(Detector):
     """A pyod detector on standardized pixels; the scaler is fitted on the normal images only."""
 
-    def __init__(self, name: BaselineName, seed: int = 0):
+    def __init__(self, name: BaselineName = "iforest", seed: int = 0, contamination: float = 0.1):
         if name not in BASELINES:
             raise ValueError(f"Unknown baseline {name!r}; valid baselines: {', '.join(BASELINES)}.")
-        self.name, self.seed = name, seed
+        self.name, self.seed, self.contamination = name, seed, contamination
 
     def _make(self):
         # Imported here so that `import course_lib` stays fast.
@@ -46,7 +46,10 @@ class PixelBaseline(Detector):
         self.scaler_ = StandardScaler().fit(x)
         self.model_ = self._make().fit(self.scaler_.transform(x))
 
-    def _score(self, images: torch.Tensor) -> np.ndarray:
+    def _training_scores(self, images: torch.Tensor) -> np.ndarray:
+        return self.model_.decision_scores_   # pyod's own scores of its training data
+
+    def _decision(self, images: torch.Tensor) -> np.ndarray:
         x = self.scaler_.transform(flatten_pixels(images))
         if self.name == "copod":
             # pyod's COPOD builds its empirical CDFs from the training data *plus the batch it scores*,
@@ -56,6 +59,6 @@ class PixelBaseline(Detector):
         return self.model_.decision_function(x)
 
 
-def make_baseline(name: BaselineName, seed: int = 0) -> PixelBaseline:
+def make_baseline(name: BaselineName, seed: int = 0, contamination: float = 0.1) -> PixelBaseline:
     """``make_baseline("copod")`` -> an unfitted detector."""
-    return PixelBaseline(name, seed=seed)
+    return PixelBaseline(name, seed=seed, contamination=contamination)

@@ -25,10 +25,11 @@ from tqdm.auto import tqdm
 from . import config, data, metrics
 from .baselines import BASELINES, make_baseline
 from .detector import Detector
+from .diffusion_detector import DENOISER_LABELS, DiffusionDetector
+from .scoring import ScoreConfig
 
-# name -> factory(profile, seed, extent) -> unfitted Detector. Diffusion detectors register themselves here.
-# `extent` is the task's AnomalyTask.extent ("global" or "local"): the only thing about a task that a
-# detector may know before it is fitted.
+# name -> factory(profile, seed, extent) -> unfitted Detector. `extent` is the task's AnomalyTask.extent
+# ("global" or "local"): the only thing about a task that a detector may know before it is fitted.
 Factory = Callable[[config.Profile, int, str], Detector]
 METHODS: dict[str, Factory] = {
     name: (lambda prof, seed, extent, _n=name: make_baseline(_n, seed=seed)) for name in BASELINES
@@ -39,33 +40,18 @@ def register_method(name: str, factory: Factory) -> None:
     METHODS[name] = factory
 
 
-# the image score from an anomaly map, by the extent of the task's anomalies (scoring.image_score_from_map)
-MAP_REDUCE = {"global": "mean", "local": "peak"}
-
-
-def score_config(prof: config.Profile, score: str, extent: str):
-    """The benchmark's settings of a diffusion score ("reconstruction" or "noise") in profile `prof`, for a
-    task whose anomalies cover the whole image (extent "global") or a part of it ("local")."""
-    from .scoring import ScoreConfig
-    if extent not in MAP_REDUCE:
-        raise ValueError(f"extent must be one of {', '.join(MAP_REDUCE)} (AnomalyTask.extent), got {extent!r}.")
-    common = dict(score=score, sigma=prof.map_sigma, reduce=MAP_REDUCE[extent], calibrate=prof.map_calibrate)
-    if score == "reconstruction":
-        return ScoreConfig(t_stars=prof.t_stars, steps=prof.ddim_steps, n_noise=prof.n_noise, **common)
-    # the noise score in antithetic pairs: the error about the image, without the noise's (scoring.py)
-    return ScoreConfig(t_stars=prof.noise_timesteps, n_noise=prof.noise_pairs, antithetic=True,
-                       coarse_sigma=prof.noise_coarse_sigma, **common)
-
-
-def _diffusion_method(score: str) -> Factory:
+def _diffusion_method(denoiser: str, score: str) -> Factory:
+    """A diffusion detector with the profile's U-Net ("unet") or DiT ("dit") and its settings of `score`."""
     def make(prof: config.Profile, seed: int, extent: str) -> Detector:
-        from .scoring import DiffusionDetector
-        return DiffusionDetector(score_config(prof, score, extent), prof=prof, seed=seed, progress=False)
+        preset = prof.unet_preset if denoiser == "unet" else prof.dit_preset
+        return DiffusionDetector(ScoreConfig.for_task(prof, score, extent), preset=preset, prof=prof, seed=seed,
+                                 progress=False)
     return make
 
 
-register_method("ddpm-unet/recon", _diffusion_method("reconstruction"))
-register_method("ddpm-unet/noise", _diffusion_method("noise"))
+for _denoiser, _label in DENOISER_LABELS.items():
+    register_method(f"{_label}/recon", _diffusion_method(_denoiser, "reconstruction"))
+    register_method(f"{_label}/noise", _diffusion_method(_denoiser, "noise"))
 
 
 def _default_methods() -> list[str]:
@@ -99,7 +85,7 @@ def run_cell(task, method: str, prof: config.Profile, seed: int) -> dict:
     if hasattr(det, "train_info_"):  # a diffusion model loaded from its checkpoint: report its training time
         fit_s = float(det.train_info_["seconds"])
     t0 = time.perf_counter()
-    scores = det.score(task.test)
+    scores = det.decision_function(task.test)
     score_s = time.perf_counter() - t0
     row = {"method": method, "seed": seed, **metrics.summary(task.labels, scores),
            "pixel_auroc": np.nan, "fit_s": fit_s, "ms_per_image": 1000 * score_s / len(task.test),

@@ -37,7 +37,7 @@ class Profile:
     batch_size: int           # images per optimizer step
     lr: float                 # AdamW peak learning rate
     unet_preset: str          # name of a preset in course_lib.nets.unet
-    dit_preset: str           # name of a preset in course_lib.nets.dit
+    dit_preset: str           # name of a preset in course_lib.nets.dit (nets.make_denoiser builds either)
     # --- scoring ------------------------------------------------------------------------
     t_stars: tuple[int, ...]  # noise levels t* the reconstruction score averages over
     ddim_steps: int           # K, denoising steps from t* back to 0
@@ -46,7 +46,7 @@ class Profile:
     noise_pairs: int          # noise score: antithetic noise pairs (eps, -eps) per timestep (NFE = 2 x pairs x timesteps)
     noise_coarse_sigma: float  # noise score: blur of the pair's even part where SNR_t < 1, px (scoring.py)
     map_sigma: float          # Gaussian smoothing of anomaly maps, in pixels
-    map_calibrate: bool       # standardize each level's map per pixel against normal images (scoring.py)
+    map_calibrate: bool       # standardize each level's map per pixel against normal images (anomaly_maps.py)
     # --- evaluation ---------------------------------------------------------------------
     seeds: tuple[int, ...]    # seeds the benchmark repeats every cell over
     bf16: bool                # bf16 autocast on CUDA
@@ -58,7 +58,7 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", digits_size=16, photo_size=16, texture_size=32, n_train=64, n_test=40,
         timesteps=1000, train_steps=30, batch_size=16, lr=2e-3,
-        unet_preset="unet-tiny", dit_preset="dit-tiny",
+        unet_preset="unet-tiny", dit_preset="dit-ti4-d2",
         t_stars=(250,), ddim_steps=3, n_noise=1, noise_timesteps=(10, 300), noise_pairs=1,
         noise_coarse_sigma=0.75,
         map_sigma=1.0, map_calibrate=True, seeds=(0,), bf16=False, compile=False,
@@ -67,7 +67,9 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile(
         name="cpu", digits_size=16, photo_size=32, texture_size=32, n_train=400, n_test=200,
         timesteps=1000, train_steps=800, batch_size=32, lr=1e-3,
-        unet_preset="unet-small", dit_preset="dit-small",
+        unet_preset="unet-small",
+        # DiT-Ti/4 at half the paper's depth: trains in about the U-Net's time on 2 cores
+        dit_preset="dit-ti4-d6",
         t_stars=(100, 250), ddim_steps=10, n_noise=2,
         # two small t (SNR >> 1: sharp defects) and two large (SNR < 1: smooth defects), one antithetic pair
         # each: 8 NFE, a fifth of the reconstruction score's 40 (results/ablations-textures.md; notebook 05, 8)
@@ -78,7 +80,9 @@ PROFILES: dict[str, Profile] = {
     "gpu": Profile(
         name="gpu", digits_size=32, photo_size=32, texture_size=128, n_train=5000, n_test=2000,
         timesteps=1000, train_steps=20000, batch_size=128, lr=2e-4,
-        unet_preset="unet-base", dit_preset="dit-s2",
+        unet_preset="unet-base",
+        # DiT-S/4: 1024 tokens at the 128 px textures (patch 2 would give 4096); unmeasured on a GPU
+        dit_preset="dit-s4",
         t_stars=(100, 250, 400), ddim_steps=25, n_noise=4,
         # both ends of the noise, as in cpu, with the large t moved up: a larger side needs more noise to
         # hide coarse content (results/ablations-textures.md, "2x image side"); unmeasured at 128 px

@@ -1,4 +1,4 @@
-"""One training loop for every denoiser eps_theta(x_t, t): the U-Net now, the DiT later.
+"""One training loop for every denoiser eps_theta(x_t, t): the U-Net and the DiT alike.
 
 Algorithm 1 of Ho et al. 2020 (draw x_0, t ~ U{0..T-1}, eps ~ N(0, I); step on ||eps - eps_theta(x_t, t)||^2)
 with the usual engineering: AdamW, linear learning-rate warmup, gradient-norm clipping, an exponential

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from course_lib import ablations
+from course_lib.scoring import ScoreConfig
 from course_lib.data.textures import DEFECTS
 
 
@@ -53,7 +54,7 @@ class _SpyDetector:
     def anomaly_maps(self, images):
         return images.mean(1, keepdim=True)
 
-    def score(self, images):
+    def decision_function(self, images):
         return images.flatten(1).mean(1).numpy()
 
 
@@ -103,7 +104,7 @@ def test_each_variant_changes_what_its_name_says(name, monkeypatch):
 def test_level_sweep_scores_each_timestep_alone(tmp_path, monkeypatch, one_thread):
     import dataclasses
     from course_lib import bench, config, data, metrics
-    from course_lib.scoring import DiffusionDetector
+    from course_lib.diffusion_detector import DiffusionDetector
     monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path / "ckpt"))
     rows = ablations.main(["--profile", "smoke", "--categories", "grass", "--levels", "10", "400",
                            "--out", str(tmp_path)])
@@ -114,8 +115,8 @@ def test_level_sweep_scores_each_timestep_alone(tmp_path, monkeypatch, one_threa
     # the first level of the sweep is exactly the benchmark's detector with that one timestep
     prof = config.profile("smoke")
     task = data.load_task("textures", "grass", seed=0, profile=prof)
-    sc = dataclasses.replace(bench.score_config(prof, "noise", task.extent), t_stars=(10,))
-    alone = DiffusionDetector(sc, prof=prof, seed=0, progress=False).fit(task.train).score(task.test)
+    sc = dataclasses.replace(ScoreConfig.for_task(prof, "noise", task.extent), t_stars=(10,))
+    alone = DiffusionDetector(sc, prof=prof, seed=0, progress=False).fit(task.train).decision_function(task.test)
     assert rows[0]["auroc"] == pytest.approx(metrics.auroc(task.labels, alone), abs=1e-12)
     with pytest.raises(SystemExit):
         ablations.main(["--profile", "smoke", "--levels", "0", "--out", str(tmp_path)])

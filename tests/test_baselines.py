@@ -20,10 +20,10 @@ def test_baseline_separates_shifted_data(name):
     test = torch.cat([_blobs(50, 1), _blobs(50, 2, shift=0.6)])
     labels = np.r_[np.zeros(50), np.ones(50)]
     det = make_baseline(name).fit(normal)
-    scores = det.score(test)
+    scores = det.decision_function(test)
     assert scores.shape == (100,)
     assert auroc(labels, scores) > 0.9          # higher = more anomalous
-    np.testing.assert_allclose(make_baseline(name).fit(normal).score(test), scores)  # deterministic
+    np.testing.assert_allclose(make_baseline(name).fit(normal).decision_function(test), scores)  # deterministic
 
 
 def test_flatten_pixels_layout():
@@ -38,7 +38,7 @@ def test_baseline_refuses_bad_input():
         make_baseline("knn")
     det = make_baseline("copod")
     with pytest.raises(RuntimeError, match="call fit"):
-        det.score(_blobs(3, 0))
+        det.decision_function(_blobs(3, 0))
     with pytest.raises(ValueError, match="empty"):
         det.fit(torch.zeros(0, 1, 4, 4))
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
@@ -47,7 +47,7 @@ def test_baseline_refuses_bad_input():
         det.fit(torch.zeros(3, 4, 4))
     det.fit(_blobs(20, 0))
     with pytest.raises(ValueError, match="fitted on images of shape"):
-        det.score(torch.zeros(2, 1, 8, 8))
+        det.decision_function(torch.zeros(2, 1, 8, 8))
 
 
 @pytest.mark.parametrize("name", BASELINES)
@@ -55,4 +55,4 @@ def test_score_of_an_image_does_not_depend_on_its_batch(name):
     normal = _blobs(100, 0)
     test = torch.cat([_blobs(20, 1), _blobs(20, 2, shift=0.6)])
     det = make_baseline(name).fit(normal)
-    np.testing.assert_allclose(det.score(test)[:5], det.score(test[:5]), rtol=1e-10)
+    np.testing.assert_allclose(det.decision_function(test)[:5], det.decision_function(test[:5]), rtol=1e-10)

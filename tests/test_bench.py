@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from course_lib import bench, config
+from course_lib.scoring import ScoreConfig
 
 
 def test_bench_writes_tables_and_resumes(tmp_path, monkeypatch):
@@ -40,19 +41,19 @@ def test_bench_refuses_unknown_names(tmp_path, monkeypatch):
 
 def test_image_score_follows_the_tasks_extent():
     prof = config.profile("smoke")
-    assert bench.score_config(prof, "noise", "global").reduce == "mean"   # a whole-image anomaly: every pixel counts
-    assert bench.score_config(prof, "noise", "local").reduce == "peak"    # a defect: how far it stands out
+    assert ScoreConfig.for_task(prof, "noise", "global").reduce == "mean"   # a whole-image anomaly: every pixel counts
+    assert ScoreConfig.for_task(prof, "noise", "local").reduce == "peak"    # a defect: how far it stands out
     with pytest.raises(ValueError, match="extent must be one of global, local"):
-        bench.score_config(prof, "noise", "everywhere")
+        ScoreConfig.for_task(prof, "noise", "everywhere")
 
 
 @pytest.mark.parametrize("name", ["cpu", "gpu"])
 def test_noise_score_costs_at_most_a_fifth_of_reconstruction(name):
     # the cheap score: one antithetic pair per timestep, a fifth of the paper's score's NFE or less
     # (the issue asks a tenth: the ablation "noise, 2 levels (10, 300)" gets there at half the levels)
-    from course_lib.scoring import DiffusionDetector
+    from course_lib.diffusion_detector import DiffusionDetector
     prof = config.profile(name)
-    nfe = {score: DiffusionDetector(bench.score_config(prof, score, "local"), prof=prof, device="cpu").nfe_per_image
+    nfe = {score: DiffusionDetector(ScoreConfig.for_task(prof, score, "local"), prof=prof, device="cpu").nfe_per_image
            for score in ("noise", "reconstruction")}
     assert nfe["noise"] == 2 * prof.noise_pairs * len(prof.noise_timesteps)
     assert nfe["noise"] <= nfe["reconstruction"] / 5, nfe

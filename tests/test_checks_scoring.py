@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from course_lib import checks
 from course_lib.checks import ExerciseError
 from course_lib.checks.scoring import GaussianEpsOracle
-from course_lib.scoring import smooth_maps
+from course_lib.anomaly_maps import smooth_maps
 
 
 def noise_map(model, x0, eps, t, abar_t, *, feed_x0=False, linear=False, reduce="mean", square=True):

@@ -8,8 +8,9 @@ import torch
 
 from course_lib.diffusion import Diffusion
 from course_lib.metrics import auroc
-from course_lib.scoring import (calibrate_maps, image_score_from_map, noise_prediction_error,
-                                reconstruction_error, smooth_maps, ssim_map, standardize_maps)
+from course_lib.anomaly_maps import (calibrate_maps, image_score_from_map, smooth_maps, ssim_map,
+                                     standardize_maps)
+from course_lib.scoring import noise_prediction_error, reconstruction_error
 
 S = 0.3  # the normal data: every pixel i.i.d. N(0, S^2)
 
@@ -243,7 +244,9 @@ def test_calibrate_maps_refuses_bad_shapes():
 # ----- a real, short training run -------------------------------------------------------------
 from course_lib import config, data  # noqa: E402
 from course_lib.nets.unet import UNet, unet_config  # noqa: E402
-from course_lib.scoring import DiffusionDetector, ScoreConfig, fit_denoiser  # noqa: E402
+from course_lib.denoisers import fit_denoiser  # noqa: E402
+from course_lib.diffusion_detector import DiffusionDetector  # noqa: E402
+from course_lib.scoring import ScoreConfig  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -285,7 +288,7 @@ def test_detector_fit_score_and_reuse(trained, tmp_path, monkeypatch, one_thread
     sc = ScoreConfig(score="reconstruction", t_stars=(50, 100), steps=3, n_noise=2, reduce="max")
     det = DiffusionDetector(sc, prof=prof, device="cpu", progress=False).fit(task.train)
     assert det.nfe_per_image == 3 * 2 * 2
-    s1 = det.score(task.test[:10])
+    s1 = det.decision_function(task.test[:10])
     assert s1.shape == (10,) and np.isfinite(s1).all()
     maps = det.anomaly_maps(task.test[:10])
     assert maps.shape == (10, 1, 16, 16)
@@ -293,7 +296,7 @@ def test_detector_fit_score_and_reuse(trained, tmp_path, monkeypatch, one_thread
     assert not det.train_info_["loaded"]
     again = DiffusionDetector(sc, prof=prof, device="cpu", progress=False).fit(task.train)
     assert again.train_info_["loaded"]                        # the checkpoint from the first fit is reused
-    np.testing.assert_allclose(again.score(task.test[:10]), s1)  # and scores are deterministic
+    np.testing.assert_allclose(again.decision_function(task.test[:10]), s1)  # and scores are deterministic
 
 
 def test_calibrated_detector_standardizes_against_its_training_images(trained, tmp_path, monkeypatch, one_thread):
@@ -310,18 +313,18 @@ def test_calibrated_detector_standardizes_against_its_training_images(trained, t
                               progress=False).fit(task.train)
     assert plain.calibration_ is None
     assert not torch.allclose(plain.anomaly_maps(task.test[:5]), det.anomaly_maps(task.test[:5]))
-    np.testing.assert_allclose(det.score(task.test[:10]), det.score(task.test[:10]))
+    np.testing.assert_allclose(det.decision_function(task.test[:10]), det.decision_function(task.test[:10]))
 
 
 def test_detector_refuses_bad_input(tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match=r"t\* = 0 must lie in \[1, 1000\]"):
+    with pytest.raises(ValueError, match=r"t_stars=\(0,\) must be a non-empty tuple of timesteps >= 1"):
         DiffusionDetector(ScoreConfig(t_stars=(0,)), prof=config.profile("smoke"))
     with pytest.raises(ValueError, match="score='reconstruction'"):
         DiffusionDetector(ScoreConfig(score="noise", error="ssim"), prof=config.profile("smoke"))
-    with pytest.raises(ValueError, match="Use score='noise'"):
+    with pytest.raises(ValueError, match="use score='noise'"):
         DiffusionDetector(ScoreConfig(score="reconstruction", antithetic=True), prof=config.profile("smoke"))
     monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path))
     det = DiffusionDetector(ScoreConfig(), prof=config.profile("smoke", train_steps=2), device="cpu", progress=False)
     det.fit(torch.zeros(4, 1, 16, 16))
     with pytest.raises(ValueError, match="fitted on images of shape"):
-        det.score(torch.zeros(2, 3, 16, 16))
+        det.decision_function(torch.zeros(2, 3, 16, 16))

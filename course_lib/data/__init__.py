@@ -23,10 +23,10 @@ from .folders import MVTEC_CATEGORIES, build_mini_imagenet, build_mvtec
 from .offline import DIGIT_CLASSES, PHOTO_CLASSES, build_digits, build_digits_c, build_photos
 from .protocols import PROTOCOLS  # noqa: F401
 from .real import CIFAR10_CLASSES, MNIST_C_CORRUPTIONS, MNIST_CLASSES, build_cifar10, build_mnist, build_mnist_c
-from .task import AnomalyTask, check_images
+from .task import AnomalyTask, as_images, check_images
 from .textures import DEFECTS, TEXTURE_CLASSES, add_defect, build_textures  # noqa: F401
 
-__all__ = ["AnomalyTask", "check_images", "load_task", "TASKS", "TaskInfo", "task_categories",
+__all__ = ["AnomalyTask", "as_images", "check_images", "load_task", "TASKS", "TaskInfo", "task_categories",
            "offline_tasks", "CORRUPTIONS", "corrupt", "DEFECTS", "add_defect", "PROTOCOLS"]
 
 

@@ -4,7 +4,32 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import torch
+
+
+def as_images(x, what: str = "images") -> torch.Tensor:
+    """Images as the course wants them, from what a user has: a torch tensor or a numpy array of shape
+    (N, C, H, W), either uint8 in [0, 255] (scaled to [-1, 1]) or floating point already in [-1, 1]
+    (returned as float32). Anything else gets an error that says how to convert it."""
+    if isinstance(x, np.ndarray):
+        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+            raise TypeError(f"{what}: a numpy array of numbers is needed, got dtype {x.dtype}.")
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor or numpy array of shape (N, C, H, W), "
+                        f"got {type(x).__name__}.")
+    if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        raise ValueError(f"{what} has shape {tuple(x.shape)}, which looks channels-last (N, H, W, C); the course "
+                         "uses (N, C, H, W): pass x.permute(0, 3, 1, 2) (torch) or x.transpose(0, 3, 1, 2) (numpy).")
+    if x.dtype == torch.uint8:
+        x = x.float() / 127.5 - 1
+    elif x.is_floating_point():
+        x = x.float()
+    else:
+        raise TypeError(f"{what}: images must be uint8 in [0, 255] or floating point in [-1, 1]; got dtype "
+                        f"{x.dtype}. Convert with x.astype(np.uint8), or scale to [-1, 1] as floats.")
+    return check_images(x, what)
 
 
 def check_images(x: torch.Tensor, what: str = "images") -> torch.Tensor:
@@ -33,7 +58,7 @@ class AnomalyTask:
     Images are float tensors (N, C, H, W) in [-1, 1]; labels are 1 for an anomaly, 0 for normal.
     `extent` says how much of an anomalous image is anomalous: "global" (another class, a corruption of
     the whole image) or "local" (a defect on part of a normal surface, as in MVTec-AD). A detector that
-    turns a pixel map into an image score should match it (``scoring.image_score_from_map``).
+    turns a pixel map into an image score should match it (``anomaly_maps.image_score_from_map``).
     """
 
     name: str                       # e.g. "digits/3" or "textures/brick"

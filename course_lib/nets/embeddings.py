@@ -1,4 +1,4 @@
-"""Timestep embeddings shared by the denoisers (the U-Net here, a DiT later).
+"""The pieces every denoiser shares (the U-Net and the DiT): the timestep embedding and zero-init.
 
 A network has to know *how noisy* its input is. The timestep t is turned into a vector of sines and
 cosines at geometrically spaced frequencies (the Transformer position encoding, Vaswani et al. 2017,
@@ -53,3 +53,11 @@ class TimestepEmbedder(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         return self.mlp(timestep_embedding(t, self.frequency_dim))    # (B, dim)
+
+
+def zero_init(module: nn.Module) -> nn.Module:
+    """Set every parameter of `module` to zero and return it. A residual branch that ends in a
+    zero-initialised layer adds nothing at first, so its block starts as the identity."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module

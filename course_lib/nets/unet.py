@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embeddings import TimestepEmbedder
+from .embeddings import TimestepEmbedder, zero_init
 
 
 @dataclass(frozen=True)
@@ -112,13 +112,6 @@ def unet_config(preset: str, *, in_channels: int, image_size: int) -> UNetConfig
                           attention_resolutions=attention_at(mult, (16, 8)), dropout=0.1, num_heads=4,
                           norm_groups=32)
     raise ValueError(f"Unknown U-Net preset {preset!r}; valid presets: {', '.join(PRESETS)}.")
-
-
-def zero_init(module: nn.Module) -> nn.Module:
-    """Set every parameter of `module` to zero and return it."""
-    for p in module.parameters():
-        nn.init.zeros_(p)
-    return module
 
 
 class ResBlock(nn.Module):

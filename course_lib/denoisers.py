@@ -1,0 +1,43 @@
+"""A denoiser of the profile, trained once on a task's normal images and found again by every notebook,
+script and detector that asks for the same one."""
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+from . import config
+from .diffusion import Diffusion
+from .nets import build_denoiser, denoiser_config
+from .train import TrainConfig, train_or_load
+
+
+def fit_denoiser(images: torch.Tensor, prof: config.Profile | None = None, *, seed: int = 0,
+                 preset: str | None = None, diffusion: Diffusion | None = None,
+                 device: torch.device | str | None = None, progress: bool = True):
+    """Train (or load, if an earlier notebook or run already did) a denoiser on normal images.
+
+    `preset` names the network (``"unet-small"``, ``"dit-ti4-d6"``, ...; default: the profile's U-Net).
+    The checkpoint name carries the preset and hashes the images and every setting, so notebook 04's
+    model is the one that notebook 05 and the benchmark find again. Returns (EMA model in eval mode, info).
+    """
+    prof = prof or config.profile()
+    preset = preset or prof.unet_preset
+    diffusion = diffusion or Diffusion(prof.timesteps, "linear")
+    device = torch.device(device) if device is not None else config.get_device()
+    c, h, _ = images.shape[1:]
+    net_cfg = denoiser_config(preset, in_channels=c, image_size=h)
+    tc = TrainConfig.from_profile(prof, seed=seed)
+    key = repr((net_cfg, tc, diffusion.T, diffusion.schedule)).encode()
+    digest = hashlib.sha1(images.detach().cpu().numpy().tobytes() + key).hexdigest()[:12]
+    _, ema, info = train_or_load(f"{preset}-{prof.name}-{c}x{h}-{digest}", lambda: _seeded(net_cfg, seed),
+                                 diffusion, images, tc, device=device, progress=progress)
+    return ema.eval().to(device), info
+
+
+def _seeded(net_cfg, seed: int):
+    """The network with its initial weights drawn from `seed` (and the global RNG left as it was), so that
+    a detector's fit depends on its seed alone, not on what ran before it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_denoiser(net_cfg)

@@ -1,0 +1,137 @@
+"""A diffusion model as an anomaly detector: train any denoiser on normal images, score by its errors.
+
+    det = DiffusionDetector("noise", extent="local", preset="dit-ti4-d6").fit(normal_images)
+    det.decision_function(images)   # higher = more anomalous
+    det.anomaly_maps(images)        # (N, 1, H, W), where in each image
+
+It follows the pyod contract of :class:`course_lib.detector.Detector`, so the baselines and every
+denoiser (U-Net or DiT, by preset name) share one benchmark loop.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import config
+from .anomaly_maps import (MapCalibration, calibrate_maps, image_score_from_map, smooth_maps,
+                           standardize_maps)
+from .data.task import as_images
+from .denoisers import fit_denoiser
+from .detector import Detector
+from .diffusion import Diffusion
+from .nets import denoiser_family
+from .scoring import ScoreConfig, ScoreName, noise_prediction_error, reconstruction_error
+
+DENOISER_LABELS = {"unet": "ddpm-unet", "dit": "dit"}   # the benchmark's method names: "ddpm-unet/noise", ...
+
+
+class DiffusionDetector(Detector):
+    """Train a denoiser on the normal images (``fit``), then score new images by its errors.
+
+    `score_config` is a :class:`ScoreConfig`, or the name of a score ("noise" or "reconstruction") for
+    the profile's settings of it (:meth:`ScoreConfig.for_task`, with the anomalies' `extent`). `preset`
+    names the denoiser (default: the profile's U-Net). With ``calibrate=True``, ``fit`` also measures
+    the error maps of the normal training images, and each level's map is standardized against them
+    (:func:`calibrate_maps`) before the levels are averaged. Trained models are kept in the checkpoint
+    directory under a name that carries the preset and hashes the training images and the configuration,
+    so detectors that differ only in how they score share one model.
+    """
+
+    # normal images whose maps calibrate the detector and give decision_scores_ and threshold_: every
+    # training image of the cpu profile (400), a bounded cost at the gpu profile's 5000
+    CALIBRATION_IMAGES = 512
+
+    def __init__(self, score_config: ScoreConfig | ScoreName = "noise", *, extent: str = "global",
+                 preset: str | None = None, prof: config.Profile | None = None, seed: int = 0,
+                 schedule: str = "linear", device: torch.device | str | None = None, progress: bool = True,
+                 contamination: float = 0.1):
+        self.score_config, self.extent, self.preset, self.prof = score_config, extent, preset, prof
+        self.seed, self.schedule, self.device, self.progress = seed, schedule, device, progress
+        self.contamination = contamination
+        sc, T = self.settings, self.profile.timesteps          # check the settings now, not after training
+        bad = [t for t in sc.t_stars if not 1 <= t <= T]
+        if bad:
+            raise ValueError(f"{self.name}: timesteps {bad} must lie in [1, {T}] (1-indexed, as t* in the paper).")
+
+    @property
+    def profile(self) -> config.Profile:
+        return self.prof or config.profile()
+
+    @property
+    def settings(self) -> ScoreConfig:
+        """The ScoreConfig this detector scores with."""
+        if isinstance(self.score_config, ScoreConfig):
+            return self.score_config
+        return ScoreConfig.for_task(self.profile, self.score_config, self.extent)
+
+    @property
+    def denoiser_preset(self) -> str:
+        return self.preset or self.profile.unet_preset
+
+    @property
+    def name(self) -> str:
+        label = DENOISER_LABELS[denoiser_family(self.denoiser_preset)]
+        return f"{label}/{'recon' if self.settings.score == 'reconstruction' else 'noise'}"
+
+    @property
+    def nfe_per_image(self) -> int:
+        return self.settings.nfe_per_image
+
+    def _fit(self, images: torch.Tensor) -> None:
+        self.device_ = torch.device(self.device) if self.device is not None else config.get_device()
+        self.diffusion_ = Diffusion(self.profile.timesteps, self.schedule)
+        self.model_, self.train_info_ = fit_denoiser(images, self.profile, seed=self.seed,
+                                                     preset=self.denoiser_preset, diffusion=self.diffusion_,
+                                                     device=self.device_, progress=self.progress)
+        self.calibration_: MapCalibration | None = None
+        normal = self.level_maps(images[:self.CALIBRATION_IMAGES])
+        if self.settings.calibrate:
+            # the maps of the normal training images set each pixel's scale
+            if len(images) < 2:
+                raise ValueError(f"{self.name}: calibrate=True needs at least 2 normal images, got {len(images)}.")
+            self.calibration_ = calibrate_maps(normal)
+        self._fit_scores = self._reduce(normal)
+
+    def _training_scores(self, images: torch.Tensor) -> np.ndarray:
+        # the scores of (up to CALIBRATION_IMAGES of) the training images, from the maps _fit already made
+        return self._fit_scores
+
+    def level_maps(self, images) -> torch.Tensor:
+        """(L, N, 1, H, W): each noise level's smoothed error map, before calibration."""
+        raw = self._errors(as_images(images, f"{self.name}.level_maps: images"))
+        return smooth_maps(raw.flatten(0, 1), self.settings.sigma).view_as(raw)
+
+    def _errors(self, images: torch.Tensor) -> torch.Tensor:
+        if not hasattr(self, "model_"):
+            raise RuntimeError(f"{self.name}: call fit(normal_images) first.")
+        sc, parts = self.settings, []
+        for i in range(0, len(images), sc.batch_size):
+            x = images[i:i + sc.batch_size].to(self.device_)
+            with torch.autocast(self.device_.type, dtype=torch.bfloat16, enabled=self.profile.bf16 and
+                                self.device_.type == "cuda"):
+                if sc.score == "reconstruction":
+                    r = reconstruction_error(self.diffusion_, self.model_, x, sc.t_stars, steps=sc.steps,
+                                             sampler=sc.sampler, eta=sc.eta, n_noise=sc.n_noise,
+                                             seed=sc.seed, error=sc.error)
+                else:
+                    r = noise_prediction_error(self.diffusion_, self.model_, x, sc.t_stars, n_noise=sc.n_noise,
+                                               seed=sc.seed, antithetic=sc.antithetic,
+                                               coarse_sigma=sc.coarse_sigma)
+            parts.append(r.level_maps.float().cpu())
+        return torch.cat(parts, dim=1)
+
+    def _combine(self, level_maps: torch.Tensor) -> torch.Tensor:
+        if self.calibration_ is not None:
+            level_maps = standardize_maps(level_maps, self.calibration_)
+        return level_maps.mean(0)
+
+    def _reduce(self, level_maps: torch.Tensor) -> np.ndarray:
+        return image_score_from_map(self._combine(level_maps), self.settings.reduce).numpy()
+
+    def anomaly_maps(self, images) -> torch.Tensor:
+        """(N, 1, H, W) per-pixel anomaly maps, higher = more anomalous: the smoothed error map averaged
+        over the noise levels, or, with calibrate=True, the average of the levels' z-maps."""
+        return self._combine(self.level_maps(images))
+
+    def _decision(self, images: torch.Tensor) -> np.ndarray:
+        return self._reduce(self.level_maps(images))

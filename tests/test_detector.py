@@ -1,0 +1,164 @@
+"""The detector contract (pyod / sklearn), the denoiser factory, ScoreConfig's checks, and a regression
+guard: moving the U-Net behind the factory changed none of its outputs or scores."""
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+import course_lib
+from course_lib import config, data, metrics
+from course_lib.baselines import BASELINES, PixelBaseline, make_baseline
+from course_lib.diffusion_detector import DiffusionDetector
+from course_lib.nets import UNet, denoiser_family, make_denoiser, unet_config
+from course_lib.scoring import ScoreConfig
+
+
+def _gaussian_images(n: int, seed: int, shift: float = 0.0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (0.25 * torch.randn(n, 1, 4, 4, generator=g) + shift).clamp(-1, 1)
+
+
+# ----- the contract, on the baselines (cheap) -------------------------------------------------------
+@pytest.mark.parametrize("name", ["iforest", "ocsvm"])
+def test_threshold_flags_about_the_contamination_of_held_out_normals(name):
+    det = make_baseline(name, contamination=0.1).fit(_gaussian_images(1500, 0))
+    assert det.threshold_ == pytest.approx(np.percentile(det.decision_scores_, 90))
+    assert det.labels_.mean() == pytest.approx(0.1, abs=0.01)             # by construction on the training set
+    held_out = det.predict(_gaussian_images(1500, 1))                       # new normal images
+    assert set(np.unique(held_out)) <= {0, 1}
+    assert 0.06 <= held_out.mean() <= 0.14, held_out.mean()
+    assert det.predict(_gaussian_images(200, 2, shift=0.6)).mean() > 0.9    # shifted images are flagged
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_clone_gives_an_unfitted_copy_with_the_same_parameters(name):
+    det = make_baseline(name, seed=3, contamination=0.05).fit(_gaussian_images(50, 0))
+    copy = clone(det)
+    assert copy.get_params() == det.get_params() == {"name": name, "seed": 3, "contamination": 0.05}
+    assert not hasattr(copy, "threshold_")
+    copy.set_params(contamination=0.2)
+    assert copy.fit(_gaussian_images(50, 0)).labels_.mean() == pytest.approx(0.2, abs=0.03)
+
+
+def test_numpy_uint8_numpy_float_and_tensor_inputs_give_the_same_scores():
+    x = _gaussian_images(40, 0)
+    as_uint8 = ((x + 1) * 127.5).round().to(torch.uint8)           # what a user loads from PNG files
+    x_q = as_uint8.float() / 127.5 - 1                               # the same images as floats in [-1, 1]
+    det = make_baseline("iforest").fit(x_q)
+    expected = det.decision_function(x_q)
+    np.testing.assert_allclose(det.decision_function(as_uint8.numpy()), expected, rtol=1e-12)
+    np.testing.assert_allclose(det.decision_function(as_uint8), expected, rtol=1e-12)
+    np.testing.assert_allclose(det.decision_function(x_q.double().numpy()), expected, rtol=1e-12)
+    np.testing.assert_allclose(make_baseline("iforest").fit(as_uint8.numpy()).decision_scores_,
+                               det.decision_scores_, rtol=1e-12)
+
+
+def test_bad_input_gets_a_clear_error():
+    x = _gaussian_images(20, 0)
+    with pytest.raises(RuntimeError, match="call fit"):
+        make_baseline("iforest").decision_function(x)
+    with pytest.raises(ValueError, match=r"contamination=0.7 must be in \(0, 0.5\]"):
+        make_baseline("iforest", contamination=0.7).fit(x)
+    det = make_baseline("iforest").fit(x)
+    with pytest.raises(ValueError, match="channels-last"):
+        det.decision_function(np.zeros((2, 4, 4, 1), dtype=np.uint8))
+    with pytest.raises(TypeError, match="uint8 in \\[0, 255\\] or floating point"):
+        det.decision_function(np.zeros((2, 1, 4, 4), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"must lie in \[-1, 1\]"):
+        det.decision_function(np.full((2, 1, 4, 4), 3.0))
+    with pytest.raises(ValueError, match="fitted on images of shape"):
+        det.decision_function(torch.zeros(2, 1, 8, 8))
+
+
+def test_main_classes_are_importable_from_the_package():
+    assert course_lib.DiffusionDetector is DiffusionDetector and course_lib.PixelBaseline is PixelBaseline
+    assert course_lib.ScoreConfig is ScoreConfig and callable(course_lib.load_task)
+    assert issubclass(DiffusionDetector, course_lib.Detector) and issubclass(PixelBaseline, course_lib.Detector)
+
+
+# ----- ScoreConfig checks itself ---------------------------------------------------------------------
+@pytest.mark.parametrize("bad, message", [
+    (dict(score="nosie"), "score='nosie' must be one of reconstruction, noise"),
+    (dict(error="l1"), "error='l1' must be one of mse, ssim"),
+    (dict(sampler="euler"), "sampler='euler' must be one of ddim, ddpm"),
+    (dict(reduce="median"), "reduce='median' must be one of mean, max, peak"),
+    (dict(n_noise=0), "n_noise=0 must be an int >= 1"),
+    (dict(t_stars=()), r"t_stars=\(\) must be a non-empty tuple"),
+    (dict(t_stars=(0, 10)), r"t_stars=\(0, 10\) must be a non-empty tuple of timesteps >= 1"),
+    (dict(batch_size=0), "batch_size=0 must be an int >= 1"),
+    (dict(sigma=-1.0), "sigma=-1.0 must be >= 0"),
+    (dict(steps=0), "steps=0 must be an int >= 1"),
+    (dict(score="noise", coarse_sigma=1.0), "set antithetic=True too"),
+    (dict(score="noise", error="ssim"), "score='reconstruction'"),
+    (dict(score="reconstruction", antithetic=True), "use score='noise'"),
+])
+def test_score_config_refuses_bad_settings(bad, message):
+    with pytest.raises(ValueError, match=message):
+        ScoreConfig(**bad)
+
+
+def test_score_config_for_task_follows_the_profile_and_extent():
+    prof = config.profile("cpu")
+    noise = ScoreConfig.for_task(prof, "noise", "local")
+    assert (noise.t_stars, noise.antithetic, noise.reduce) == (prof.noise_timesteps, True, "peak")
+    recon = ScoreConfig.for_task(prof, "reconstruction", "global")
+    assert (recon.t_stars, recon.steps, recon.n_noise, recon.reduce) == (prof.t_stars, prof.ddim_steps,
+                                                                          prof.n_noise, "mean")
+    assert noise.nfe_per_image == 2 * prof.noise_pairs * len(prof.noise_timesteps)
+    assert recon.nfe_per_image == prof.ddim_steps * prof.n_noise * len(prof.t_stars)
+    with pytest.raises(ValueError, match="Unknown score 'recon'"):
+        ScoreConfig.for_task(prof, "recon", "local")
+
+
+# ----- the denoiser factory ---------------------------------------------------------------------------
+def test_factory_builds_the_unet_and_refuses_unknown_presets():
+    torch.manual_seed(0)
+    a = make_denoiser("unet-tiny", in_channels=1, image_size=16)
+    torch.manual_seed(0)
+    b = UNet(unet_config("unet-tiny", in_channels=1, image_size=16))
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert denoiser_family("unet-small") == "unet" and denoiser_family("dit-s4") == "dit"
+    with pytest.raises(ValueError, match="Unknown denoiser preset 'resnet-50'; valid presets: unet-tiny.*dit-s4"):
+        make_denoiser("resnet-50", in_channels=1, image_size=16)
+    with pytest.raises(ValueError, match="Unknown U-Net preset 'unet-huge'"):
+        make_denoiser("unet-huge", in_channels=1, image_size=16)
+
+
+# ----- the refactor changed nothing about the U-Net ------------------------------------------------------
+# Measured before the denoiser factory and the detector contract existed (commit 626db21), on this code path.
+UNET_OUTPUTS = {"unet-tiny": (1, 16, 28.4407687150524, 124.26986377238063),
+                "unet-small": (3, 32, 194.33479470147677, 1582.982266912229)}
+# The scores are the benchmark's (bench.run_cell seeds everything with the cell's seed before it fits).
+UNET_SCORES = {"noise": (1.0, [0.7070670127868652, -0.10138797014951706, 0.07346928119659424]),
+               "reconstruction": (0.6775, [-0.1795661896467209, 0.8868690729141235, 0.527949333190918])}
+
+
+@pytest.mark.parametrize("preset", UNET_OUTPUTS)
+def test_unet_outputs_are_unchanged(preset):
+    channels, side, total, absolute = UNET_OUTPUTS[preset]
+    torch.manual_seed(0)
+    model = make_denoiser(preset, in_channels=channels, image_size=side)
+    for p in model.parameters():                    # the zero-initialised output layers would hide the net
+        if p.dim() > 1:
+            torch.nn.init.normal_(p, std=0.05)
+    x = torch.randn(2, channels, side, side, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = model(x, torch.tensor([3, 700])).double()
+    assert float(y.sum()) == pytest.approx(total, rel=1e-5)
+    assert float(y.abs().sum()) == pytest.approx(absolute, rel=1e-5)
+
+
+@pytest.mark.parametrize("score", UNET_SCORES)
+def test_unet_detector_scores_are_unchanged(score, tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path))
+    prof = config.profile("smoke")
+    task = data.load_task("digits", 0, seed=0, profile=prof)
+    torch.manual_seed(123)          # the model's initial weights come from the detector's seed, not from here
+    det = DiffusionDetector(ScoreConfig.for_task(prof, score, task.extent), prof=prof, device="cpu",
+                            progress=False).fit(task.train)
+    auroc, first = UNET_SCORES[score]
+    s = det.decision_function(task.test)
+    assert metrics.auroc(task.labels, s) == pytest.approx(auroc, abs=1e-9)
+    np.testing.assert_allclose(s[:3], first, rtol=0, atol=5e-4)   # float order differs with the thread count
+    assert det.name == f"ddpm-unet/{'recon' if score == 'reconstruction' else 'noise'}"
+    assert det.train_info_["path"].name.startswith(f"{prof.unet_preset}-smoke-1x16-")   # the preset names the file
