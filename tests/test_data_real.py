@@ -71,7 +71,8 @@ def test_mnist_protocol_on_idx_files(mnist_root, protocol):
 
 
 def test_mnist_missing_names_path_and_download(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"MNIST/raw.*download=True.*ossci-datasets"):
+    with pytest.raises(FileNotFoundError,
+                       match=r"MNIST/raw.*download=True.*python -m course_lib\.data\.download mnist --root .*ossci"):
         load_task("mnist", 0, profile=SMOKE, root=tmp_path)
 
 
@@ -115,7 +116,8 @@ def test_cifar10_one_class_and_channel_order(cifar_root):
 
 
 def test_cifar10_missing_names_path_url_and_download(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"cifar-10-batches-py.*download=True.*cifar-10-python.tar.gz"):
+    with pytest.raises(FileNotFoundError, match=r"cifar-10-batches-py.*download=True.*"
+                       r"python -m course_lib\.data\.download cifar10 --root .*cifar-10-python\.tar\.gz"):
         load_task("cifar10", profile=SMOKE, root=tmp_path)
 
 
@@ -149,7 +151,8 @@ def test_mnist_c_one_corruption_and_missing(mnist_c_root, tmp_path_factory):
     task = load_task("mnist-c", "fog", profile=SMOKE, root=mnist_c_root)
     assert set(task.kinds) == {"normal", "fog"} and task.image_shape == (1, 16, 16)
     empty = tmp_path_factory.mktemp("empty")
-    with pytest.raises(FileNotFoundError, match=r"mnist_c/identity/train_images.npy.*zenodo.org/record/3239543"):
+    with pytest.raises(FileNotFoundError, match=r"mnist_c/identity/train_images.npy.*"
+                       r"python -m course_lib\.data\.download mnist-c --root .*zenodo.org/record/3239543"):
         load_task("mnist-c", profile=SMOKE, root=empty)
 
 

@@ -59,8 +59,9 @@ def build_mvtec(category: str, *, protocol: str, seed: int, profile: Profile, ro
                 download: bool, image_size: int | None = None) -> AnomalyTask:
     check_protocol(protocol, "mvtec", ("one-class",))
     base = root / "mvtec_anomaly_detection" / category
-    how = (f"Download MVTec-AD from {MVTEC_URL} (free for non-commercial use; it cannot be downloaded "
-           f"automatically) and unpack it into {root / 'mvtec_anomaly_detection'}.")
+    how = (f"Download MVTec-AD from {MVTEC_URL} (free for non-commercial use, behind a form, so it cannot be "
+           f"downloaded automatically), then run: python -m course_lib.data.download mvtec --archive PATH "
+           f"--root {root} (it checks the archive and unpacks it into {root / 'mvtec_anomaly_detection'}).")
     if download:
         raise ValueError(f"MVTec-AD cannot be downloaded automatically. {how}")
     if not (base / "train" / "good").is_dir() or not (base / "test").is_dir():
@@ -101,9 +102,11 @@ def _read_split(base: Path, split: str) -> tuple[list[str], list[str]]:
     path = base / f"{split}.csv"
     if not path.exists():
         raise FileNotFoundError(
-            f"Mini-ImageNet not found: expected {path} (and images under {base / 'images'}). Build it with "
-            f"the tools at {MINI_IMAGENET_URL} (it cannot be downloaded automatically), then place the "
-            "images folder and train.csv/val.csv/test.csv there. Set COURSE_DATA (or pass root=...) if "
+            f"Mini-ImageNet not found: expected {path} (and images under {base / 'images'}). It cannot be "
+            f"downloaded automatically: build it from an ImageNet train folder and the split CSVs with "
+            f"python -m course_lib.data.download mini-imagenet --imagenet DIR --splits DIR --root {base.parent} "
+            f"(as the tools at {MINI_IMAGENET_URL} do), or place a prepared images folder and "
+            "train.csv/val.csv/test.csv there. Set COURSE_DATA (or pass root=...) if "
             "your data lives elsewhere; see data/README.md.")
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -126,7 +129,9 @@ def build_mini_imagenet(category: str, *, protocol: str, seed: int, profile: Pro
     if split not in MINI_IMAGENET_SPLITS:
         raise ValueError(f"mini-imagenet: unknown split {split!r}; valid: {', '.join(MINI_IMAGENET_SPLITS)}.")
     if download:
-        raise ValueError(f"Mini-ImageNet cannot be downloaded automatically; build it with {MINI_IMAGENET_URL}.")
+        raise ValueError(f"Mini-ImageNet cannot be downloaded automatically; build it with python -m "
+                         f"course_lib.data.download mini-imagenet --imagenet DIR --splits DIR (as the tools at "
+                         f"{MINI_IMAGENET_URL} do).")
     base = root / "mini-imagenet"
     files, labels = _read_split(base, split)
     classes = list(dict.fromkeys(labels))[:n_classes]

@@ -72,7 +72,8 @@ def build_cifar10(category: str, *, protocol: str, seed: int, profile: Profile, 
     from torchvision.datasets import CIFAR10
     if not download and not (root / CIFAR10.base_folder).is_dir():
         raise _missing("CIFAR-10", root / CIFAR10.base_folder,
-                       f"Load with download=True, or download {CIFAR10_URL} and unpack it into {root}.")
+                       f"Load with download=True, or run: python -m course_lib.data.download cifar10 --root {root} "
+                       f"(it downloads {CIFAR10_URL}, checks its MD5 and unpacks it).")
     tr = _torchvision(CIFAR10, root, True, download, "CIFAR-10")
     te = _torchvision(CIFAR10, root, False, download, "CIFAR-10")
     pools = (tr.data, np.asarray(tr.targets), te.data, np.asarray(te.targets))  # (N, 32, 32, 3) uint8
@@ -86,8 +87,8 @@ def build_mnist(category: str, *, protocol: str, seed: int, profile: Profile, ro
     from torchvision.datasets import MNIST
     raw = root / "MNIST" / "raw"
     if not download and not all((raw / f).exists() for f in MNIST_FILES):
-        raise _missing("MNIST", raw, f"Load with download=True, or put {', '.join(MNIST_FILES)} "
-                       f"(unzipped, from {MNIST_URL}) there.")
+        raise _missing("MNIST", raw, f"Load with download=True, or run: python -m course_lib.data.download mnist "
+                       f"--root {root} (it downloads the four .gz files from {MNIST_URL}, checks and unzips them).")
     tr = _torchvision(MNIST, root, True, download, "MNIST")
     te = _torchvision(MNIST, root, False, download, "MNIST")
     pools = (tr.data.numpy(), tr.targets.numpy(), te.data.numpy(), te.targets.numpy())  # (N, 28, 28)
@@ -100,9 +101,9 @@ def _mnist_c_arrays(root: Path, corruption: str, split: str) -> tuple[np.ndarray
     files = (folder / f"{split}_images.npy", folder / f"{split}_labels.npy")
     for f in files:
         if not f.exists():
-            raise _missing("MNIST-C", f, f"Download mnist_c.zip from {MNIST_C_URL} and unzip it into "
-                           f"{root} (giving {root / 'mnist_c'}/<corruption>/{{train,test}}_images.npy); "
-                           "it cannot be downloaded automatically.")
+            raise _missing("MNIST-C", f, f"Run: python -m course_lib.data.download mnist-c --root {root} (it "
+                           f"downloads mnist_c.zip from {MNIST_C_URL}, checks its MD5 and unpacks "
+                           f"{root / 'mnist_c'}/<corruption>/{{train,test}}_{{images,labels}}.npy).")
     return np.load(files[0], mmap_mode="r"), np.load(files[1], mmap_mode="r")
 
 
@@ -114,8 +115,9 @@ def build_mnist_c(category: str, *, protocol: str, seed: int, profile: Profile, 
     clean and corrupted."""
     check_protocol(protocol, "mnist-c", ("one-class",))
     if download:
-        raise ValueError(f"MNIST-C cannot be downloaded automatically: get mnist_c.zip from "
-                         f"{MNIST_C_URL} and unzip it into {root}, then call without download=True.")
+        raise ValueError(f"load_task cannot download MNIST-C (download=True is for cifar10 and mnist): run "
+                         f"python -m course_lib.data.download mnist-c --root {root}, then call without "
+                         "download=True.")
     size = image_size or profile.digits_size
     names = list(MNIST_C_CORRUPTIONS) if category == "all" else [category]
     x_tr, _ = _mnist_c_arrays(root, "identity", "train")
