@@ -36,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import config, data, metrics
+from .atomic import write_text_atomic
 from .data.textures import TEXTURE_CLASSES
 from .anomaly_maps import image_score_from_map, standardize_maps
 from .diffusion_detector import DiffusionDetector
@@ -205,12 +206,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows = [r for c in tqdm(args.categories, desc="levels") for seed in seeds
                 for r in level_sweep(c, seed, prof, levels)]
         md = levels_to_markdown(rows, prof, seeds)
-        (args.out / "levels-textures.md").write_text(md)
+        write_text_atomic(args.out / "levels-textures.md", md)
         print(md)
         return rows
     rows = run(args.categories, seeds, prof, variants)
     md = to_markdown(rows, prof, seeds)
-    (args.out / "ablations-textures.md").write_text(md)
+    write_text_atomic(args.out / "ablations-textures.md", md)
     print(md)
     return rows
 

@@ -23,6 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import config, data, metrics
+from .atomic import atomic_write, write_text_atomic
 from .baselines import BASELINES, make_baseline
 from .detector import Detector
 from .diffusion_detector import DENOISER_LABELS, DiffusionDetector
@@ -121,7 +122,7 @@ def run(tasks: list[str], methods: list[str], seeds: list[int], prof: config.Pro
                     task = task or data.load_task(name, cat, seed=seed, profile=prof)
                     row = {"task": name, "category": str(cat), "profile": prof.name,
                            **run_cell(task, method, prof, seed)}
-                    key.write_text(json.dumps(row))
+                    write_text_atomic(key, json.dumps(row))
                     rows.append(row)
                 bar.set_postfix_str(f"{name}/{cat} {method} AUROC {rows[-1]['auroc']:.3f}")
                 bar.update()
@@ -161,7 +162,8 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
     ax.set(ylim=(0, 1), ylabel="image AUROC (mean)", title="Benchmark")
     ax.legend(fontsize="small", ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
 
@@ -186,9 +188,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     df = run(tasks, args.methods, seeds, prof, args.out, use_cache=not args.no_cache)
     summary = summarize(df)
     args.out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out / "benchmark.csv", index=False)
+    with atomic_write(args.out / "benchmark.csv") as tmp:
+        df.to_csv(tmp, index=False)
     md = to_markdown(summary, prof, seeds)
-    (args.out / "benchmark.md").write_text(md)
+    write_text_atomic(args.out / "benchmark.md", md)
     plot(summary, args.out / "benchmark.png")
     print(md)
     return df

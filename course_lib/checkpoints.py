@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .atomic import atomic_write
+
 FORMAT = "course_lib.checkpoint/1"
 
 
@@ -40,8 +42,9 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, ema: nn.Module | 
                     extra: dict[str, Any] | None = None) -> Path:
     """Write state_dicts + model config + train config + step + RNG state to `path`.
 
-    The file is written to ``path.tmp`` first and then renamed, so an interrupted save never leaves a
-    half-written checkpoint behind.
+    The file is written to a temporary file unique to this process and then renamed
+    (:func:`course_lib.atomic.atomic_write`), so an interrupted save never leaves a half-written
+    checkpoint behind, and two processes saving the same checkpoint do not collide.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,9 +62,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, ema: nn.Module | 
         "seconds": float(seconds),
         "extra": dict(extra or {}),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        torch.save(state, tmp)
     return path
 
 

@@ -27,6 +27,7 @@ import torch
 from scipy.stats import spearmanr
 
 from . import config
+from .atomic import write_text_atomic
 from .checkpoints import load_into
 from .diffusion import Diffusion
 from .nets.unet import UNet, unet_config
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     out = args.out or config.repo_root() / "results" / f"devicecheck-{device.type}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    write_text_atomic(out, text)
     return 1 if failures else 0
 
 
