@@ -132,8 +132,9 @@ def load_texture(name: str) -> torch.Tensor:
 
 
 def texture_crops(photo: torch.Tensor, split: str, n: int, size: int,
-                  rng: np.random.Generator) -> torch.Tensor:
-    """n random (C, size, size) crops of SOURCE_CROP px from the train (left) or test (right) region.
+                  rng: np.random.Generator, rows: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+    """n random (C, size, size) crops of SOURCE_CROP px from the train (left) or test (right) region,
+    within the band `rows` (fractions of the height; the validation split cuts the train region in two).
 
     Each crop gets a random lighting change (contrast x0.8-1.2 about its mean, brightness +-0.1), as
     photographs of one surface taken at different times would: so that a defect cannot be found from
@@ -141,9 +142,12 @@ def texture_crops(photo: torch.Tensor, split: str, n: int, size: int,
     _, h, w = photo.shape
     cut = int(TRAIN_FRACTION * w)
     lo, hi = (0, cut - SOURCE_CROP) if split == "train" else (cut, w - SOURCE_CROP)
+    top, bottom = int(rows[0] * h), int(rows[1] * h) - SOURCE_CROP
+    if bottom < top:
+        raise ValueError(f"texture_crops: the rows {rows} leave no room for a {SOURCE_CROP} px crop.")
     out = torch.empty(n, photo.shape[0], size, size)
     for i in range(n):
-        y0, x0 = int(rng.integers(0, h - SOURCE_CROP + 1)), int(rng.integers(lo, hi + 1))
+        y0, x0 = int(rng.integers(top, bottom + 1)), int(rng.integers(lo, hi + 1))
         out[i] = resize(photo[None, :, y0:y0 + SOURCE_CROP, x0:x0 + SOURCE_CROP], size)[0]
     mean = out.mean(dim=(1, 2, 3), keepdim=True)
     gain = torch.as_tensor(rng.uniform(*CONTRAST, size=(n, 1, 1, 1)), dtype=out.dtype)
