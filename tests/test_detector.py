@@ -162,3 +162,49 @@ def test_unet_detector_scores_are_unchanged(score, tmp_path, monkeypatch, one_th
     np.testing.assert_allclose(s[:3], first, rtol=0, atol=5e-4)   # float order differs with the thread count
     assert det.name == f"ddpm-unet/{'recon' if score == 'reconstruction' else 'noise'}"
     assert det.train_info_["path"].name.startswith(f"{prof.unet_preset}-smoke-1x16-")   # the preset names the file
+
+
+# ----- the DiT behind the same detector ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dit_detector(tmp_path_factory, one_thread):
+    """The smoke profile's DiT trained 200 steps on the normal digits '0' (16 px): about 15 s on one core."""
+    prof = config.profile("smoke", train_steps=200, n_train=100, n_test=160)
+    task = data.load_task("digits", 0, profile=prof)
+    import os
+    os.environ["COURSE_CHECKPOINTS"] = str(tmp_path_factory.mktemp("ckpt"))
+    try:
+        det = DiffusionDetector("noise", preset=prof.dit_preset, prof=prof, device="cpu", progress=False,
+                                contamination=0.1).fit(task.train)
+    finally:
+        del os.environ["COURSE_CHECKPOINTS"]
+    return prof, task, det
+
+
+def test_a_short_dit_run_detects_what_a_random_output_layer_cannot(dit_detector, one_thread):
+    from course_lib.scoring import noise_prediction_error
+    prof, task, det = dit_detector
+    assert det.name == "dit/noise" and det.train_info_["path"].name.startswith("dit-ti4-d2-smoke-1x16-")
+    assert metrics.auroc(task.labels, det.decision_function(task.test)) > 0.9       # measured 1.000
+    trained = noise_prediction_error(det.diffusion_, det.model_, task.test, (25, 50), n_noise=2).scores
+    assert metrics.auroc(task.labels, trained) > 0.9
+    # A fresh adaLN-Zero DiT outputs 0 and would score exactly 0.5, which proves nothing; with a random,
+    # non-zero output layer it scores anywhere from 0.17 to 0.81 on this task (five seeds), never above 0.9.
+    for seed in range(5):
+        torch.manual_seed(seed)
+        untrained = make_denoiser(prof.dit_preset, in_channels=1, image_size=prof.digits_size).eval()
+        for p in untrained.final_layer.parameters():
+            torch.nn.init.normal_(p, std=0.02)
+        random_scores = noise_prediction_error(det.diffusion_, untrained, task.test, (25, 50), n_noise=2).scores
+        assert metrics.auroc(task.labels, random_scores) < 0.9
+
+
+def test_diffusion_detector_threshold_clone_and_numpy_input(dit_detector, one_thread):
+    prof, task, det = dit_detector
+    assert len(det.decision_scores_) == len(task.train)
+    assert det.threshold_ == pytest.approx(np.percentile(det.decision_scores_, 90))
+    held_out = task.test[task.labels == 0]                          # normal digits it never trained on
+    assert 0.03 <= det.predict(held_out).mean() <= 0.25             # about the contamination, 0.1
+    np.testing.assert_allclose(det.decision_function(held_out[:8].numpy()), det.decision_function(held_out[:8]))
+    copy = clone(det)
+    assert copy.get_params() == det.get_params() and not hasattr(copy, "model_")
+    assert copy.name == det.name and copy.nfe_per_image == det.nfe_per_image

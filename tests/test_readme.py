@@ -1,0 +1,19 @@
+"""The README's Python example runs as written (in the smoke profile)."""
+import re
+
+from course_lib import config
+
+
+def test_readme_detector_example_runs(tmp_path, monkeypatch, one_thread):
+    text = (config.repo_root() / "README.md").read_text()
+    section = text.split("## The detector from Python", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path))
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    task, det, flags = namespace["task"], namespace["det"], namespace["flags"]
+    assert namespace["scores"].shape == flags.shape == (len(task.test),)
+    assert set(flags.tolist()) <= {0, 1} and namespace["maps"].shape == (len(task.test), 1, *task.image_shape[1:])
+    assert namespace["dit"].name == "dit/noise" and det.name == "ddpm-unet/noise"
+    assert namespace["iforest"].decision_function(task.test).shape == (len(task.test),)
