@@ -9,7 +9,7 @@ It checks, on the chosen device (default: the best one present):
 1. training with the profile's settings (on CUDA: bf16 autocast and channels_last) lowers the loss
    and stays finite, and a checkpoint written there reloads to identical outputs;
 2. scoring under bf16 autocast ranks images like scoring in float32 (Spearman correlation);
-then times one training step (fp32 and, on CUDA, bf16) and the two scores for each image size the
+then times one training step (fp32 and, on CUDA, bf16) and the two scores of the U-Net and the DiT for each image size the
 profile trains at, and projects the time of a full training run. It prints a markdown table and
 writes it to ``--out`` (default ``results/devicecheck-<device>.md``). It exits with status 1 if a
 check fails.
@@ -30,6 +30,7 @@ from . import config
 from .atomic import write_text_atomic
 from .checkpoints import load_into
 from .diffusion import Diffusion
+from .nets import make_denoiser
 from .nets.unet import UNet, unet_config
 from .scoring import noise_prediction_error, reconstruction_error
 from .train import TrainConfig, step_cost, train
@@ -113,12 +114,15 @@ def check_bf16_scoring(prof: config.Profile, device: torch.device, size: int) ->
     return rho, ([] if rho > 0.98 else [f"bf16 scoring: Spearman correlation with float32 only {rho:.3f}"])
 
 
-def time_size(prof: config.Profile, device: torch.device, size: int, channels: int, compile_: bool) -> dict:
-    """Seconds per training step (fp32, bf16, compiled) and ms per image of both scores at one image size."""
+def time_size(prof: config.Profile, device: torch.device, size: int, channels: int, compile_: bool,
+              preset: str | None = None) -> dict:
+    """Seconds per training step (fp32, bf16, compiled) and ms per image of both scores at one image size,
+    for the denoiser `preset` (default: the profile's U-Net)."""
+    preset = preset or prof.unet_preset
     diffusion = Diffusion(prof.timesteps)
     images = torch.rand(prof.batch_size, channels, size, size) * 2 - 1
-    row = {"image": f"{channels}x{size}x{size}", "batch": prof.batch_size}
-    make = lambda: UNet(unet_config(prof.unet_preset, in_channels=channels, image_size=size))  # noqa: E731
+    row = {"denoiser": preset, "image": f"{channels}x{size}x{size}", "batch": prof.batch_size}
+    make = lambda: make_denoiser(preset, in_channels=channels, image_size=size)  # noqa: E731
     row["params (M)"] = sum(p.numel() for p in make().parameters()) / 1e6
     cost = step_cost(make(), diffusion, images, prof.batch_size, device=device, steps=5)
     row["s/step fp32"], row["peak GiB fp32"] = cost.seconds_per_step, cost.peak_bytes / 2**30
@@ -176,9 +180,10 @@ def main(argv: list[str] | None = None) -> int:
               "- bf16 vs float32 noise scores, Spearman correlation: "
               + (f"{rho:.4f}" if device.type == "cuda" else "not checked (bf16 autocast is used on CUDA only)"), ""]
     rows = []
-    for channels, size in image_sizes(prof):
-        rows.append(time_size(prof, device, size, channels, args.compile))
-        print(f"timed {channels}x{size}x{size}", flush=True)
+    for preset in (prof.unet_preset, prof.dit_preset):
+        for channels, size in image_sizes(prof):
+            rows.append(time_size(prof, device, size, channels, args.compile, preset))
+            print(f"timed {preset} at {channels}x{size}x{size}", flush=True)
     keys = list(dict.fromkeys(k for r in rows for k in r))
     lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for r in rows:

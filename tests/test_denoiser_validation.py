@@ -8,7 +8,8 @@ def test_candidates_are_scored_on_validation_tasks_only(tmp_path, monkeypatch, o
     loaded = []
     monkeypatch.setattr(data, "load_task", lambda *a, **k: loaded.append(a))   # the test split is never read
     out = tmp_path / "dv.md"
-    df = denoiser_validation.main(["--profile", "smoke", "--cells", "digits/3", "--out", str(out)])
+    df = denoiser_validation.main(["--profile", "smoke", "--cells", "digits/3", "--out", str(out),
+                                   "--scores", "noise", "reconstruction"])
     assert not loaded
     assert len(df) == 2 * 2 and set(df["score"]) == {"noise", "reconstruction"}
     assert df.loc[df["preset"] == "dit-ti4-d2", "steps"].eq(60).all()          # 2x the smoke profile's 30 steps

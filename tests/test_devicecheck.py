@@ -9,6 +9,7 @@ def test_devicecheck_runs_and_writes_a_table(tmp_path, one_thread):
     assert status == 0 and "Failures: none" in text
     sizes = devicecheck.image_sizes(config.profile("smoke"))
     assert sorted(sizes) == [(1, 16), (1, 32), (3, 16)]       # digits, textures, photos (RGB)
-    for channels, side in sizes:                       # one timing row per image size the profile trains
-        assert f"| {channels}x{side}x{side} | 16 |" in text
+    for preset in ("unet-tiny", "dit-ti4-d2"):           # one timing row per denoiser and image size
+        for channels, side in sizes:
+            assert f"| {preset} | {channels}x{side}x{side} | 16 |" in text
     assert "s/step fp32" in text and "noise ms/img" in text
