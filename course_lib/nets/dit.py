@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embeddings import TimestepEmbedder, zero_init
+from .embeddings import TimestepEmbedder, check_denoiser_input, zero_init
 
 Conditioning = Literal[
     "adaln-zero",   # the paper's choice: shift/scale/gate per block, gates zero-initialised -> identity blocks
@@ -260,21 +260,8 @@ class DiT(nn.Module):
 
     def check_input(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Refuse images of another shape than the config's, and t that is not one value per image."""
-        cfg = self.config
-        expected = (cfg.in_channels, cfg.image_size, cfg.image_size)
-        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(
-                f"DiT was built for in_channels={cfg.in_channels}, image_size={cfg.image_size} "
-                f"(inputs of shape (B, {', '.join(map(str, expected))})), but got x of shape "
-                f"{tuple(x.shape)}. Build the model with dit_config(..., in_channels=C, image_size=H) "
-                "matching your images, or resize the images.")
-        t = torch.as_tensor(t, device=x.device)
-        if t.ndim == 0:
-            t = t.expand(x.shape[0])
-        if t.shape != (x.shape[0],):
-            raise ValueError(f"DiT: t must have shape ({x.shape[0]},), one timestep per image, "
-                             f"got {tuple(t.shape)}.")
-        return t
+        return check_denoiser_input("DiT", x, t, in_channels=self.config.in_channels,
+                                    image_size=self.config.image_size, builder="dit_config")
 
     def embed(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The input tokens of the first block and the conditioning vector c = embed(t)."""

@@ -1,4 +1,5 @@
-"""The pieces every denoiser shares (the U-Net and the DiT): the timestep embedding and zero-init.
+"""The pieces every denoiser shares (the U-Net and the DiT): the timestep embedding, zero-init and the
+check of a denoiser's input.
 
 A network has to know *how noisy* its input is. The timestep t is turned into a vector of sines and
 cosines at geometrically spaced frequencies (the Transformer position encoding, Vaswani et al. 2017,
@@ -61,3 +62,21 @@ def zero_init(module: nn.Module) -> nn.Module:
     for p in module.parameters():
         nn.init.zeros_(p)
     return module
+
+
+def check_denoiser_input(model: str, x: torch.Tensor, t: torch.Tensor, *, in_channels: int, image_size: int,
+                         builder: str) -> torch.Tensor:
+    """Refuse images of another shape than the model was built for, and t that is not one value per image;
+    return t as a (B,) tensor (a scalar t is broadcast to every image)."""
+    expected = (in_channels, image_size, image_size)
+    if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+        raise ValueError(
+            f"{model} was built for in_channels={in_channels}, image_size={image_size} (inputs of shape "
+            f"(B, {', '.join(map(str, expected))})), but got x of shape {tuple(x.shape)}. Build the model with "
+            f"{builder}(..., in_channels=C, image_size=H) matching your images, or resize the images.")
+    t = torch.as_tensor(t, device=x.device)
+    if t.ndim == 0:
+        t = t.expand(x.shape[0])
+    if t.shape != (x.shape[0],):
+        raise ValueError(f"{model}: t must have shape ({x.shape[0]},), one timestep per image, got {tuple(t.shape)}.")
+    return t

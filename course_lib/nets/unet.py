@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embeddings import TimestepEmbedder, zero_init
+from .embeddings import TimestepEmbedder, check_denoiser_input, zero_init
 
 
 @dataclass(frozen=True)
@@ -245,21 +245,8 @@ class UNet(nn.Module):
 
     def check_input(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Refuse images of another shape than the config's, and t that is not one value per image."""
-        cfg = self.config
-        expected = (cfg.in_channels, cfg.image_size, cfg.image_size)
-        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(
-                f"UNet was built for in_channels={cfg.in_channels}, image_size={cfg.image_size} "
-                f"(inputs of shape (B, {', '.join(map(str, expected))})), but got x of shape "
-                f"{tuple(x.shape)}. Build the model with unet_config(..., in_channels=C, image_size=H) "
-                "matching your images, or resize the images.")
-        t = torch.as_tensor(t, device=x.device)
-        if t.ndim == 0:
-            t = t.expand(x.shape[0])
-        if t.shape != (x.shape[0],):
-            raise ValueError(f"UNet: t must have shape ({x.shape[0]},), one timestep per image, "
-                             f"got {tuple(t.shape)}.")
-        return t
+        return check_denoiser_input("UNet", x, t, in_channels=self.config.in_channels,
+                                    image_size=self.config.image_size, builder="unet_config")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         t = self.check_input(x, t)
