@@ -2,7 +2,7 @@
 PY ?= python3
 PIP ?= $(PY) -m pip
 
-.PHONY: install bench test lab execute
+.PHONY: install katex bench test lab execute
 install:
 	$(PIP) install -q -e ".[dev]"
 
@@ -10,7 +10,15 @@ BENCH_ARGS ?=
 bench: install   ## the main job: every detector on every offline task, AUROC table in results/
 	$(PY) -m course_lib.bench $(BENCH_ARGS)
 
-test: install    ## unit tests + every notebook under nbval (set COURSE_PROFILE=smoke for speed)
+# KaTeX renders the notebooks' math in tests/test_notebook_standard.py (git-ignored, installed once).
+KATEX_VERSION = 0.19.1
+KATEX_DIR = .cache/node
+katex:           ## install KaTeX for the notebook math check, unless this version is already there
+	@if grep -qs '"version": "$(KATEX_VERSION)"' $(KATEX_DIR)/node_modules/katex/package.json; then :; \
+	elif command -v npm >/dev/null; then npm install --no-audit --no-fund --prefix $(KATEX_DIR) katex@$(KATEX_VERSION); \
+	else echo "npm not found: the notebook math check will be skipped"; fi
+
+test: install katex  ## unit tests + every notebook under nbval (set COURSE_PROFILE=smoke for speed)
 	COURSE_PROFILE=$${COURSE_PROFILE:-smoke} $(PY) -m pytest
 
 lab: install     ## open the course in JupyterLab
