@@ -10,16 +10,13 @@ from __future__ import annotations
 
 from torch import nn
 
+from .dit import DiT, DiTConfig, dit_config  # noqa: F401
+from .dit import PRESETS as DIT_PRESETS
 from .embeddings import TimestepEmbedder, timestep_embedding, zero_init  # noqa: F401
 from .unet import UNet, UNetConfig, unet_config  # noqa: F401
 from .unet import PRESETS as UNET_PRESETS
 
 DENOISER_FAMILIES = ("unet", "dit")   # a preset name starts with its family: "unet-small", "dit-s4"
-
-
-def _dit():
-    from . import dit   # the DiT module is imported when a DiT is asked for
-    return dit
 
 
 def denoiser_family(preset: str) -> str:
@@ -33,23 +30,22 @@ def denoiser_family(preset: str) -> str:
 
 def denoiser_presets() -> tuple[str, ...]:
     """Every base preset name: the U-Nets, then the DiTs."""
-    return UNET_PRESETS + _dit().PRESETS
+    return UNET_PRESETS + DIT_PRESETS
 
 
 def denoiser_config(preset: str, *, in_channels: int, image_size: int):
     """The config dataclass (UNetConfig or DiTConfig) of a preset for images of C channels and side H."""
     if denoiser_family(preset) == "unet":
         return unet_config(preset, in_channels=in_channels, image_size=image_size)
-    return _dit().dit_config(preset, in_channels=in_channels, image_size=image_size)
+    return dit_config(preset, in_channels=in_channels, image_size=image_size)
 
 
 def build_denoiser(config) -> nn.Module:
     """The network of a config made by :func:`denoiser_config` (or by hand)."""
     if isinstance(config, UNetConfig):
         return UNet(config)
-    dit = _dit()
-    if isinstance(config, dit.DiTConfig):
-        return dit.DiT(config)
+    if isinstance(config, DiTConfig):
+        return DiT(config)
     raise TypeError(f"build_denoiser: expected a UNetConfig or DiTConfig, got {type(config).__name__}.")
 
 
