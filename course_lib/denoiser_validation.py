@@ -49,7 +49,8 @@ def to_markdown(df: pd.DataFrame, prof: config.Profile, seed: int) -> str:
     secs = df.groupby(["preset", "steps"], sort=False)["train_s"].mean()
     lines = [f"Profile `{prof.name}`, seed {seed}. **Validation** AUROC (tasks built from the training side of "
              "each dataset, `data.validation`; no test image is used). train s = mean training seconds per "
-             "model on this machine.", "",
+             "model, as recorded in its checkpoint when it was trained (other jobs may have shared the machine "
+             "then: the benchmark compares training cost side by side).", "",
              "| preset | steps | " + " | ".join(f"{c} {s}" for c, s in wide.columns) + " | train s |",
              "|---|---|" + "---|" * len(wide.columns) + "---|"]
     for (preset, steps), row in wide.iterrows():
