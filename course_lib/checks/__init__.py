@@ -5,3 +5,4 @@ from .foundation import *  # noqa: F401,F403
 from .diffusion import *  # noqa: F401,F403
 from .unet import *  # noqa: F401,F403
 from .scoring import *  # noqa: F401,F403
+from .dit import *  # noqa: F401,F403
