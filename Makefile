@@ -18,12 +18,13 @@ katex:           ## install KaTeX for the notebook math check, unless this versi
 	elif command -v npm >/dev/null; then npm install --no-audit --no-fund --prefix $(KATEX_DIR) katex@$(KATEX_VERSION); \
 	else echo "npm not found: the notebook math check will be skipped"; fi
 
+# COURSE_SOLUTIONS=1: an exercise stub the learner has not filled in runs its reference solution.
 test: install katex  ## unit tests + every notebook under nbval (set COURSE_PROFILE=smoke for speed)
-	COURSE_PROFILE=$${COURSE_PROFILE:-smoke} $(PY) -m pytest
+	COURSE_PROFILE=$${COURSE_PROFILE:-smoke} COURSE_SOLUTIONS=1 $(PY) -m pytest
 
 lab: install     ## open the course in JupyterLab
 	$(PY) -m jupyter lab notebooks/
 
 execute: install ## re-run every notebook in the cpu profile and keep the outputs (for committing)
-	COURSE_PROFILE=$${COURSE_PROFILE:-cpu} $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
+	COURSE_PROFILE=$${COURSE_PROFILE:-cpu} COURSE_SOLUTIONS=1 $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
 	  --ExecutePreprocessor.timeout=3600 --ExecutePreprocessor.kernel_name=python3 notebooks/[0-9]*.ipynb

@@ -72,7 +72,7 @@ PROFILES: dict[str, Profile] = {
         dit_preset="dit-ti4-d6",
         t_stars=(100, 250), ddim_steps=10, n_noise=2,
         # two small t (SNR >> 1: sharp defects) and two large (SNR < 1: smooth defects), one antithetic pair
-        # each: 8 NFE, a fifth of the reconstruction score's 40 (results/ablations-textures.md; notebook 05, 8)
+        # each: 8 NFE, a fifth of the reconstruction score's 40 (results/ablations-textures.md; notebook 06)
         noise_timesteps=(10, 25, 300, 400), noise_pairs=1, noise_coarse_sigma=0.75,
         map_sigma=2.0, map_calibrate=True, seeds=(0, 1, 2), bf16=False, compile=False,
     ),
@@ -161,6 +161,8 @@ def setup(seed: int = 0, *, quiet: bool = False) -> Profile:
     """First code cell of every notebook: seed, pick the device, set the plot style, print a banner."""
     prof = profile()
     seed_everything(seed)
+    from .exercises import quiet_not_done
+    quiet_not_done()                 # an unfinished exercise shows its message, not a traceback
     try:
         import matplotlib as mpl
         import seaborn as sns

@@ -11,18 +11,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ._core import fail, passed
+from ._core import call_learner as _run, fail, passed
 
-__all__ = ["check_alphas_cumprod", "check_q_sample", "check_posterior", "check_normal_kl"]
-
-
-def _run(fn: Callable, what: str, *args):
-    """Call the learner's function; any exception becomes an ExerciseError that names it."""
-    try:
-        return fn(*args)
-    except Exception as err:  # noqa: BLE001 -- report the learner's error, keep the traceback
-        fail(what, f"your function raised {type(err).__name__}: {err}",
-             "Read the traceback above (the 'During handling' part) and fix the line it names.")
+__all__ = ["check_alphas_cumprod", "check_q_sample", "check_posterior", "check_normal_kl", "check_elbo_term",
+           "check_ddim_update"]
 
 
 def _numbers(x, what: str, name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -141,4 +133,110 @@ def check_normal_kl(fn: Callable) -> bool:
         fail(what, f"for mu1={mu1[i]:.3f}, var1={var1[i]:.3f}, mu2={mu2[i]:.3f}, var2={var2[i]:.3f} you return "
                    f"{got[i]:.5f}, torch.distributions gives {want[i]:.5f}.",
              "KL = 0.5 * (log(var2 / var1) + (var1 + (mu1 - mu2)^2) / var2 - 1).")
+    return passed(what)
+
+
+# --- 03: one term of the ELBO as a KL ------------------------------------------------------------------
+def check_elbo_term(fn: Callable) -> bool:
+    """``fn(x0, x_t, eps_theta, beta_t, abar_t, abar_prev) -> L_{t-1}`` elementwise, in nats: the KL from the
+    posterior q(x_{t-1} | x_t, x_0) = N(tilde mu, tilde beta) to the model's step N(mu_theta, tilde beta), with
+    mu_theta = (x_t - beta_t / sqrt(1 - abar_t) eps_theta) / sqrt(alpha_t). Compared with torch.distributions,
+    the posterior taken from Gaussian conditioning, and with lambda_t ||eps - eps_theta||^2 (Ho et al. eq. 12)."""
+    from torch.distributions import Normal, kl_divergence
+    what = "ELBO term L_{t-1}"
+    x0, eps, wrong = _rng_tensors(3, (6,), (6,), (6,))
+    for abar_prev, beta in ((0.99, 0.01), (0.5, 0.02), (0.05, 0.3)):
+        abar, alpha = abar_prev * (1 - beta), 1 - beta
+        x_t = math.sqrt(abar) * x0 + math.sqrt(1 - abar) * eps
+        eps_theta = eps + 0.5 * wrong                                          # an imperfect network
+        s11, s12, s22 = 1 - abar_prev, math.sqrt(alpha) * (1 - abar_prev), 1 - abar
+        post_mean = math.sqrt(abar_prev) * x0 + s12 / s22 * (x_t - math.sqrt(abar) * x0)
+        post_var = s11 - s12 ** 2 / s22
+        mu_theta = (x_t - beta / math.sqrt(1 - abar) * eps_theta) / math.sqrt(alpha)
+        want = kl_divergence(Normal(post_mean, math.sqrt(post_var)), Normal(mu_theta, math.sqrt(post_var))).numpy()
+        lam = beta ** 2 / (2 * post_var * alpha * (1 - abar))
+        assert np.allclose(want, lam * (eps - eps_theta).numpy() ** 2)        # the identity of section 4
+        got = _numbers(_run(fn, what, x0.clone(), x_t.clone(), eps_theta.clone(), beta, abar, abar_prev),
+                       what, "L_{t-1}", (6,))
+        if np.allclose(got, want, rtol=1e-6, atol=1e-10):
+            continue
+        beta_var = kl_divergence(Normal(post_mean, math.sqrt(post_var)), Normal(mu_theta, math.sqrt(beta))).numpy()
+        no_alpha = kl_divergence(Normal(post_mean, math.sqrt(post_var)),
+                                 Normal(x_t - beta / math.sqrt(1 - abar) * eps_theta, math.sqrt(post_var))).numpy()
+        no_sqrt = kl_divergence(Normal(post_mean, math.sqrt(post_var)), Normal(
+            (x_t - beta / (1 - abar) * eps_theta) / math.sqrt(alpha), math.sqrt(post_var))).numpy()
+        if np.allclose(got, beta_var, rtol=1e-6):
+            fail(what, "you gave the model's step the variance beta_t; here it is the posterior's, tilde beta_t.",
+                 "Use the variance that posterior_mean_variance returns for both Gaussians.")
+        if np.allclose(got, no_alpha, rtol=1e-6):
+            fail(what, "your model mean lacks the factor 1 / sqrt(alpha_t).",
+                 "mu_theta = (x_t - beta_t / sqrt(1 - abar_t) * eps_theta) / sqrt(alpha_t), alpha_t = 1 - beta_t.")
+        if np.allclose(got, no_sqrt, rtol=1e-6):
+            fail(what, "your model mean divides by 1 - abar_t instead of its square root.")
+        fail(what, f"for beta_t = {beta}, abar_(t-1) = {abar_prev} your term is off by up to "
+                   f"{np.abs(got - want).max():.3g} nats.",
+             "L_{t-1} = KL(N(tilde mu, tilde beta) || N(mu_theta, tilde beta)): the posterior from "
+             "posterior_mean_variance, the model mean from eps_theta, then gaussian_kl.")
+    return passed(what)
+
+
+# --- 03: one DDIM step --------------------------------------------------------------------------------
+def check_ddim_update(fn: Callable) -> bool:
+    """``fn(x_t, eps_hat, abar_t, abar_prev, eta, z) -> x_prev``: the DDIM step of Song et al. (2021, eq. 12)
+    with sigma_t(eta) of eq. 16. Checked against the DDPM posterior (eta = 1 between consecutive levels must
+    give N(tilde mu(hat x_0, x_t), tilde beta)), then for other eta and skipped levels against eq. 12 in float64
+    (which ``course_lib.sampling.ddim_step`` is asserted to match)."""
+    from ..diffusion import Diffusion
+    from ..sampling import ddim_step
+    what = "DDIM step"
+    d = Diffusion(50, "linear")
+    abar64 = torch.cumprod(1 - d.betas.double(), 0)
+    x_t, eps_hat, z = _rng_tensors(4, (7,), (7,), (7,))
+
+    def model(x, t):                                                       # a network that answers eps_hat
+        return eps_hat.to(x.dtype).expand_as(x)
+
+    # eta = 1 on consecutive levels is ancestral DDPM: mean tilde mu(hat x_0, x_t), variance tilde beta
+    t = 30
+    a_t, a_prev = float(abar64[t]), float(abar64[t - 1])
+    beta = 1 - a_t / a_prev
+    x0_hat = (x_t - math.sqrt(1 - a_t) * eps_hat) / math.sqrt(a_t)
+    post_mean = (math.sqrt(a_prev) * beta * x0_hat + math.sqrt(1 - beta) * (1 - a_prev) * x_t) / (1 - a_t)
+    post_std = math.sqrt((1 - a_prev) / (1 - a_t) * beta)
+    want = (post_mean + post_std * z).numpy()
+    got = _numbers(_run(fn, what, x_t.clone(), eps_hat.clone(), a_t, a_prev, 1.0, z.clone()), what, "x_prev", (7,))
+    if not np.allclose(got, want, rtol=1e-6, atol=1e-9):
+        det = _numbers(_run(fn, what, x_t.clone(), eps_hat.clone(), a_t, a_prev, 1.0, torch.zeros(7,
+                                                                                          dtype=torch.float64)),
+                       what, "x_prev", (7,))
+        if np.allclose(det, post_mean.numpy(), rtol=1e-6, atol=1e-9):
+            fail(what, "with eta = 1 the mean is right but the noise is not: sigma_t(1) between neighbouring "
+                       "levels is the DDPM posterior's standard deviation.",
+                 "sigma = eta * sqrt((1 - abar_prev) / (1 - abar_t)) * sqrt(1 - abar_t / abar_prev), times z.")
+        fail(what, f"with eta = 1 between neighbouring levels your step is off the DDPM posterior by up to "
+                   f"{np.abs(got - want).max():.3g}.",
+             "hat x_0 = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t); x_prev = sqrt(abar_prev) hat x_0 "
+             "+ sqrt(1 - abar_prev - sigma^2) eps_hat + sigma z.")
+    # any eta, skipping levels: compare with the library
+    for t, t_prev, eta in ((40, 20, 0.0), (40, 20, 0.5), (49, 0, 0.0), (10, 9, 0.3)):
+        a_t, a_prev = float(abar64[t]), float(abar64[t_prev])
+        library = ddim_step(d, model, x_t.clone(), t, t_prev, eta=eta, noise=z.clone()).numpy()   # float32 inside
+        sigma = eta * math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
+        x0_hat = (x_t - math.sqrt(1 - a_t) * eps_hat) / math.sqrt(a_t)
+        want = (math.sqrt(a_prev) * x0_hat + math.sqrt(1 - a_prev - sigma ** 2) * eps_hat + sigma * z).numpy()
+        assert np.allclose(library, want, rtol=1e-4, atol=1e-5)              # eq. 12 is what the library runs
+        got = _numbers(_run(fn, what, x_t.clone(), eps_hat.clone(), a_t, a_prev, eta, z.clone()), what, "x_prev",
+                       (7,))
+        if np.allclose(got, want, rtol=1e-6, atol=1e-9):
+            continue
+        no_share = (math.sqrt(a_prev) * x0_hat + math.sqrt(1 - a_prev) * eps_hat + sigma * z).numpy()
+        if eta > 0 and np.allclose(got, no_share, rtol=1e-6, atol=1e-9):
+            fail(what, f"with eta = {eta} the direction term keeps all of 1 - abar_prev.",
+                 "The noise z takes its share sigma^2 of the variance: sqrt(1 - abar_prev - sigma^2) eps_hat.")
+        if eta == 0 and np.allclose(got, (x_t * math.sqrt(a_prev / a_t)).numpy(), rtol=1e-6):
+            fail(what, "with eta = 0 your step only rescales x_t.", "Re-noise the estimate hat x_0 with eps_hat.")
+        fail(what, f"from code level {t} to {t_prev} with eta = {eta} your step is off by up to "
+                   f"{np.abs(got - want).max():.3g}.",
+             "The direction term is sqrt(1 - abar_prev - sigma^2) eps_hat: the noise z takes its share sigma^2 "
+             "of the variance 1 - abar_prev.")
     return passed(what)

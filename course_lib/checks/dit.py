@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ._core import call_learner as _call, fail, passed
+from ._core import call_learner as _call, fail, not_done, passed
 
 __all__ = ["check_patchify", "check_modulate", "check_fresh_dit_prediction"]
 
@@ -89,6 +89,8 @@ def check_modulate(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torc
     shift, scale = (torch.randn(B, D, generator=g, dtype=torch.float64) for _ in range(2))
     try:
         out = fn(x.clone(), shift.clone(), scale.clone())
+    except NotImplementedError as err:
+        not_done(what, fn, err)
     except Exception as err:  # noqa: BLE001 -- any error in the learner's code is reported as such
         if isinstance(err, RuntimeError) and "must match the size" in str(err):
             fail(what, f"the shapes do not broadcast ({err}).",

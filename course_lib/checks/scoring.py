@@ -2,6 +2,8 @@
 
 * ``check_noise_prediction_map``: the per-pixel noise-prediction error at one timestep, checked with
   an *oracle* denoiser whose optimal noise prediction is known in closed form (Gaussian data), in float64.
+* ``check_ddim_reconstruction``: the paper's reconstruction (noise to t*, DDIM back with eta = 0), with the
+  same oracle, against the update of Song et al. (2021, eq. 12) iterated in float64.
 * ``check_smooth_maps``: Gaussian smoothing of anomaly maps, checked against
   ``scipy.ndimage.gaussian_filter`` (mode "mirror", which is torch's "reflect" padding).
 """
@@ -15,7 +17,7 @@ import torch
 
 from ._core import call_learner as _call, fail, passed
 
-__all__ = ["GaussianEpsOracle", "check_noise_prediction_map", "check_smooth_maps"]
+__all__ = ["GaussianEpsOracle", "check_noise_prediction_map", "check_smooth_maps", "check_ddim_reconstruction"]
 
 
 
@@ -117,3 +119,62 @@ def check_smooth_maps(fn: Callable) -> bool:
              "k(x) = exp(-x^2 / (2 sigma^2)) for x = -r..r with r = round(3 sigma), normalized; convolve the "
              "rows, then the columns (the 2-D Gaussian is separable).")
     return passed(what)
+
+
+def _ddim_reference(model, x0, eps, abar, taus, *, renoise_with=None, last_to_x0=True, start_clean=False):
+    """DDIM (eta = 0) from x_{taus[0]} down the code levels ``taus`` to hat x_0, in float64; the keyword
+    arguments give the variants a learner plausibly writes instead."""
+    a0 = abar[taus[0]]
+    x = x0.clone() if start_clean else a0.sqrt() * x0 + (1 - a0).sqrt() * eps
+    for i, tau in enumerate(taus):
+        eps_hat = model(x, torch.full((len(x),), tau, dtype=torch.long))
+        x0_hat = (x - (1 - abar[tau]).sqrt() * eps_hat) / abar[tau].sqrt()
+        last = i + 1 == len(taus)
+        if last and last_to_x0:
+            return x0_hat
+        a_prev = abar[taus[i + 1]] if not last else abar[0]
+        x = a_prev.sqrt() * x0_hat + (1 - a_prev).sqrt() * (eps if renoise_with == "eps" else eps_hat)
+    return x
+
+
+def check_ddim_reconstruction(fn: Callable) -> bool:
+    """``fn(model, x0, eps, abar, taus) -> hat x_0``: noise x0 to the code level taus[0] with eps, then run
+    deterministic DDIM (eta = 0) down the levels ``taus`` (descending, ending at 0); the last step returns the
+    estimate hat x_0. ``abar`` is the table of alphas_cumprod, ``model(x_t, t)`` takes t as a long tensor (B,)."""
+    what = "DDIM reconstruction"
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
+    oracle = GaussianEpsOracle(abar)
+    g = torch.Generator().manual_seed(17)
+    shape = (3, 2, 4, 4)
+    x0 = 0.3 + 0.5 * torch.randn(shape, generator=g, dtype=torch.float64)
+    x0[:, :, 1, 1] += 2.0                                                  # a "defect" the oracle cannot explain
+    eps = torch.randn(shape, generator=g, dtype=torch.float64)
+    for taus in ([249, 124, 0], [99, 66, 33, 0], [24]):
+        want = _ddim_reference(oracle, x0, eps, abar, taus).numpy()
+        got = _reconstruction(fn, what, oracle, x0, eps, abar, taus, shape)
+        if np.allclose(got, want, rtol=1e-6, atol=1e-8):
+            continue
+        variants = {
+            "your last step re-noises to level 0; it should return the estimate hat x_0 itself.":
+                dict(last_to_x0=False),
+            "you re-noise with the original eps; DDIM re-noises with the predicted noise eps_hat.":
+                dict(renoise_with="eps"),
+            "you start from the clean x0; first noise it to the level taus[0] with eps.": dict(start_clean=True),
+        }
+        for problem, kw in variants.items():
+            if np.allclose(got, _ddim_reference(oracle, x0, eps, abar, taus, **kw).numpy(), rtol=1e-6, atol=1e-8):
+                fail(what, problem)
+        fail(what, f"on the levels {taus} your reconstruction is off by up to {np.abs(got - want).max():.3g}.",
+             "x = sqrt(abar[taus[0]]) x0 + sqrt(1 - abar[taus[0]]) eps; at each level: eps_hat = model(x, t), "
+             "hat x_0 = (x - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t), then x = sqrt(abar_next) hat x_0 + "
+             "sqrt(1 - abar_next) eps_hat; after the last level return hat x_0.")
+    return passed(what)
+
+
+def _reconstruction(fn, what, model, x0, eps, abar, taus, shape) -> np.ndarray:
+    out = _call(fn, what, model, x0.clone(), eps.clone(), abar.clone(), list(taus))
+    if not isinstance(out, torch.Tensor):
+        fail(what, f"return a torch tensor, got {type(out).__name__}.")
+    if tuple(out.shape) != shape:
+        fail(what, f"expected hat x_0 of the input's shape {shape}, got {tuple(out.shape)}.")
+    return out.detach().cpu().double().numpy()
