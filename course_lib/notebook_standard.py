@@ -12,6 +12,7 @@ under node (``katex_check.js`` next to this file; ``make katex`` installs KaTeX 
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -32,9 +33,7 @@ KATEX_JS = Path(__file__).with_name("katex_check.js")
 NODE_MODULES = repo_root() / ".cache" / "node" / "node_modules"   # where `make katex` installs KaTeX
 IMAGE_TYPES = ("image/png", "image/svg+xml", "image/jpeg")
 
-# Code: a call to a course_lib.checks self-check, an ipywidgets call that shows a widget.
-CHECK_CALL = re.compile(r"\bchecks\.(check_\w+)\s*\(")
-CHECK_IMPORT = re.compile(r"from\s+course_lib\.checks\s+import\s+\(?([\w\s,]+)\)?")
+# Code: an ipywidgets call that shows a widget.
 WIDGET_CALL = re.compile(r"\b(?:interact|interact_manual|interactive|interactive_output)\s*\(")
 WIDGET_REPR = re.compile(r"^[A-Za-z_]\w*\(")  # text/plain of a widget: "IntSlider(...)"; tqdm bars are not
 # Markdown: code blocks and code spans (no math in them), math, references, escape damage.
@@ -153,17 +152,44 @@ def check_errors(nb: Notebook, name: Optional[str] = None) -> list[str]:
             if out.get("output_type") == "error"]
 
 
+def _python(cell: dict) -> Optional[ast.Module]:
+    """The cell's code as a syntax tree (IPython magics and shell lines blanked), or None if it does not parse."""
+    text = re.sub(r"^\s*[%!].*$", "", _source(cell), flags=re.M)
+    try:
+        return ast.parse(text)
+    except SyntaxError:
+        return None
+
+
+def _is_stub(fn: ast.FunctionDef) -> bool:
+    """An `@exercise` function whose body raises NotImplementedError: the learner writes the body."""
+    decorated = any((isinstance(d, ast.Name) and d.id == "exercise") or
+                    (isinstance(d, ast.Attribute) and d.attr == "exercise") for d in fn.decorator_list)
+    raises = any(isinstance(n, ast.Raise) and n.exc is not None and
+                 "NotImplementedError" in {getattr(n.exc, "id", None), getattr(getattr(n.exc, "func", None), "id", None)}
+                 for n in ast.walk(fn))
+    return decorated and raises
+
+
+def _check_name(call: ast.Call) -> Optional[str]:
+    f = call.func
+    name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
+    return name if name and name.startswith("check_") else None
+
+
 def check_exercises(nb: Notebook, name: Optional[str] = None, minimum: int = 2) -> list[str]:
-    """At least `minimum` exercises, counted as distinct course_lib.checks functions called."""
+    """At least `minimum` exercises that the learner does: distinct `course_lib.checks` functions, each called
+    on an `@exercise` stub of the notebook whose body raises NotImplementedError."""
     nb, name = _load(nb, name)
-    code = "\n".join(_code_text(c) for _, c in _cells(nb, "code"))
-    called = set(CHECK_CALL.findall(code))
-    for names in CHECK_IMPORT.findall(code):
-        called |= {n for n in re.split(r"[\s,]+", names) if n and re.search(rf"(?<![\w.]){n}\s*\(", code)}
+    trees = [t for _, c in _cells(nb, "code") if (t := _python(c)) is not None]
+    stubs = {n.name for t in trees for n in ast.walk(t) if isinstance(n, ast.FunctionDef) and _is_stub(n)}
+    called = {check for t in trees for n in ast.walk(t) if isinstance(n, ast.Call) and (check := _check_name(n))
+              and n.args and isinstance(n.args[0], ast.Name) and n.args[0].id in stubs}
     if len(called) >= minimum:
         return []
     return [f"{name}: whole notebook: {len(called)} checked exercise(s) {sorted(called)}, at least {minimum} "
-            "needed: add a code exercise the learner completes, checked by a `course_lib.checks.check_*` call"]
+            "needed: add a code exercise the learner completes (an `@exercise` function whose body raises "
+            "NotImplementedError), checked by a `course_lib.checks.check_*` call on it"]
 
 
 def _shows_widget(cell: dict) -> bool:

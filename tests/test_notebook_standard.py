@@ -36,6 +36,14 @@ TQDM = {WIDGET_VIEW: {"model_id": "b2", "version_major": 2, "version_minor": 0},
         "text/plain": "train:   0%|          | 0/20 [00:00<?, ?it/s]"}
 
 
+POSTERIOR_STUB = """@course_lib.exercises.exercise
+def posterior(x0, x_t, beta_t, abar_t, abar_prev):
+    if False:
+        pass
+    raise NotImplementedError
+"""
+
+
 def display(data):
     return new_output("display_data", data=data)
 
@@ -50,10 +58,12 @@ def good_cells():
                           "$$x_t = \\sqrt{\\bar\\alpha_t}\\,x_0 + \\sqrt{1-\\bar\\alpha_t}\\,\\epsilon \\label{eq:q}$$\n"
                           "$\\newcommand{\\E}{\\mathbb{E}}$ and a $\\tfrac12$, with\n\t- a tab.\n"
                           "```python\nx = '$\\nrac{1}{2}$'   # code, not math\n```"),
-        new_code_cell("from course_lib import checks\nassert checks.check_q_sample(q_sample)"),
+        new_code_cell("from course_lib import checks\n\n\n@exercise\ndef q_sample(x0, abar_t, eps):\n"
+                      "    raise NotImplementedError('x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps')\n\n\n"
+                      "assert checks.check_q_sample(q_sample)"),
         new_markdown_cell("$$\\E[x_t] = \\sqrt{\\bar\\alpha_t}\\, x_0$$ (a macro from an earlier cell, as MathJax allows)"),
         new_code_cell("for _ in tqdm(range(20)):\n    pass", outputs=[display(TQDM)]),
-        new_code_cell("assert checks.check_posterior(posterior)"),
+        new_code_cell(POSTERIOR_STUB + "\nassert checks.check_posterior(posterior)"),
         new_code_cell("interact(show, t=IntSlider(5, 0, 9));", outputs=[display(WIDGET)]),
         new_code_cell("show(5)", outputs=[display(PNG)]),
     ]
@@ -113,9 +123,18 @@ BAD = {
                                       "cell 1", "course_lib.setup()"),
     "exercise counted by heading": ("exercises", with_cell(6, new_markdown_cell("## Exercise 2 · the posterior")),
                                     "whole notebook", "1 checked exercise"),
-    "exercise in a comment": ("exercises", with_cell(6, new_code_cell("# assert checks.check_posterior(posterior)")),
+    "exercise in a comment": ("exercises", with_cell(6, new_code_cell(POSTERIOR_STUB + "# checks.check_posterior(posterior)")),
                               "whole notebook", "1 checked exercise"),
-    "the same check twice": ("exercises", with_cell(6, new_code_cell("assert checks.check_q_sample(q_sample)")),
+    "solution shown, no stub": ("exercises", with_cell(6, new_code_cell(
+        "def posterior(*a):\n    return 0, 1\n\n\nassert checks.check_posterior(posterior)")), "whole notebook", "1 checked exercise"),
+    "stub without the decorator": ("exercises", with_cell(6, new_code_cell(
+        POSTERIOR_STUB.split("\n", 1)[1] + "\nassert checks.check_posterior(posterior)")), "whole notebook", "1 checked exercise"),
+    "stub that does not raise": ("exercises", with_cell(6, new_code_cell(
+        "@exercise\ndef posterior(*a):\n    return 0, 1\n\n\nassert checks.check_posterior(posterior)")),
+        "whole notebook", "1 checked exercise"),
+    "check on something else": ("exercises", with_cell(6, new_code_cell(POSTERIOR_STUB + "\nchecks.check_posterior(len)")),
+                                "whole notebook", "1 checked exercise"),
+    "the same check twice": ("exercises", with_cell(6, new_code_cell(POSTERIOR_STUB + "\nassert checks.check_q_sample(posterior)")),
                              "whole notebook", "1 checked exercise"),
     "widget without a figure": ("widgets", with_cell(8, new_code_cell("print(5)")), "cell 7", "static figure"),
     "no widget": ("widgets", with_cell(7, new_code_cell("show(4)", outputs=[display(PNG)])), "whole notebook", "widget"),
@@ -130,7 +149,7 @@ BAD = {
     "missing notebook in a list": ("references", with_cell(4, new_markdown_cell("Notebooks 00 and 08 tune it.")),
                                    "cell 4", "notebook 08"),
     "missing notebook in a code comment": ("references", with_cell(6, new_code_cell(
-        "assert checks.check_posterior(posterior)  # the benchmark of notebook 07")), "cell 6", "notebook 07"),
+        POSTERIOR_STUB + "assert checks.check_posterior(posterior)  # the benchmark of notebook 07")), "cell 6", "notebook 07"),
 }
 
 
@@ -158,7 +177,7 @@ def test_outputs_come_from_one_top_to_bottom_run(tmp_path, counts, cell):
 
 def test_no_error_outputs(tmp_path):
     error = new_output("error", ename="AssertionError", evalue="AUROC 0.41", traceback=[])
-    found = rules_broken(write(tmp_path, with_cell(3, new_code_cell("assert checks.check_q_sample(q_sample)",
+    found = rules_broken(write(tmp_path, with_cell(3, new_code_cell(good_cells()[3].source,
                                                                      outputs=[error]))))
     assert list(found) == ["errors"] and "cell 3: an error output (AssertionError" in found["errors"][0]
 
