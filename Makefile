@@ -25,6 +25,6 @@ test: install katex  ## unit tests + every notebook under nbval (set COURSE_PROF
 lab: install     ## open the course in JupyterLab
 	$(PY) -m jupyter lab notebooks/
 
-execute: install ## re-run every notebook in the cpu profile and keep the outputs (for committing)
+execute: install ## re-run every notebook in the cpu profile and keep the outputs (for committing; a cell may train models for over an hour on 2 cores)
 	COURSE_PROFILE=$${COURSE_PROFILE:-cpu} COURSE_SOLUTIONS=1 $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
-	  --ExecutePreprocessor.timeout=3600 --ExecutePreprocessor.kernel_name=python3 notebooks/[0-9]*.ipynb
+	  --ExecutePreprocessor.timeout=10800 --ExecutePreprocessor.kernel_name=python3 notebooks/[0-9]*.ipynb
