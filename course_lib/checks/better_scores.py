@@ -15,7 +15,7 @@ import torch
 
 from ..anomaly_maps import calibrate_maps, standardize_maps
 from ._core import call_learner as _call, fail, passed
-from .scoring import GaussianEpsOracle, _as_array
+from .scoring import _as_array, oracle_case
 
 __all__ = ["check_z_map", "check_even_residual_map"]
 
@@ -78,11 +78,8 @@ def check_even_residual_map(fn: Callable) -> bool:
     ((r(eps) + r(-eps)) / 2)^2 averaged over the channels. For the Gaussian oracle the even part is exactly
     -c sqrt(abar_t) (x0 - mu) with c = sqrt(1 - abar_t) / (abar_t s^2 + 1 - abar_t): it does not depend on eps."""
     what = "even part of the noise residual"
-    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
-    oracle = GaussianEpsOracle(abar)
-    g = torch.Generator().manual_seed(13)
-    shape = (2, 3, 5, 4)
-    x0 = 0.3 + 0.5 * torch.randn(shape, generator=g, dtype=torch.float64)
+    abar, oracle, g, x0 = oracle_case(13, (2, 3, 5, 4))
+    shape = x0.shape
     x0[:, :, 1:3, 1:3] += 1.5                                               # a "defect" the even part sees
     for t in (24, 399):
         eps = torch.randn(shape, generator=g, dtype=torch.float64)

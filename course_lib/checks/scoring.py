@@ -52,15 +52,21 @@ class GaussianEpsOracle(torch.nn.Module):
         return (1 - a).sqrt() * (x_t.double() - a.sqrt() * self.mu) / (a * self.s ** 2 + 1 - a)
 
 
+def oracle_case(seed: int, shape: tuple[int, ...]):
+    """What the oracle-based checks share: the linear schedule's abar table (T = 1000, float64), the Gaussian
+    oracle on it, a generator, and clean images x0 ~ N(0.3, 0.5^2) of ``shape``."""
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
+    g = torch.Generator().manual_seed(seed)
+    x0 = 0.3 + 0.5 * torch.randn(shape, generator=g, dtype=torch.float64)
+    return abar, GaussianEpsOracle(abar), g, x0
+
+
 def check_noise_prediction_map(fn: Callable) -> bool:
     """``fn(model, x0, eps, t, abar_t) -> (B, 1, H, W)``: the map (eps - eps_theta(x_t, t))^2 averaged over
     the channels, with x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps and ``model(x_t, t_batch)``."""
     what = "noise-prediction error map"
-    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
-    oracle = GaussianEpsOracle(abar)
-    g = torch.Generator().manual_seed(5)
-    shape = (2, 3, 5, 4)
-    x0 = 0.3 + 0.5 * torch.randn(shape, generator=g, dtype=torch.float64)
+    abar, oracle, g, x0 = oracle_case(5, (2, 3, 5, 4))
+    shape = x0.shape
     eps = torch.randn(shape, generator=g, dtype=torch.float64)
     for t in (24, 249, 699):
         a = float(abar[t])
@@ -142,11 +148,8 @@ def check_ddim_reconstruction(fn: Callable) -> bool:
     deterministic DDIM (eta = 0) down the levels ``taus`` (descending, ending at 0); the last step returns the
     estimate hat x_0. ``abar`` is the table of alphas_cumprod, ``model(x_t, t)`` takes t as a long tensor (B,)."""
     what = "DDIM reconstruction"
-    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
-    oracle = GaussianEpsOracle(abar)
-    g = torch.Generator().manual_seed(17)
-    shape = (3, 2, 4, 4)
-    x0 = 0.3 + 0.5 * torch.randn(shape, generator=g, dtype=torch.float64)
+    abar, oracle, g, x0 = oracle_case(17, (3, 2, 4, 4))
+    shape = tuple(x0.shape)
     x0[:, :, 1, 1] += 2.0                                                  # a "defect" the oracle cannot explain
     eps = torch.randn(shape, generator=g, dtype=torch.float64)
     for taus in ([249, 124, 0], [99, 66, 33, 0], [24]):
