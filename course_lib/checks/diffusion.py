@@ -35,6 +35,13 @@ def _numbers(x, what: str, name: str, shape: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
+def _posterior_by_conditioning(x0, x_t, beta: float, abar: float, abar_prev: float):
+    """Mean and variance of q(x_{t-1} | x_t, x_0) by conditioning the joint Gaussian of (x_{t-1}, x_t) given x_0:
+    Var(x_{t-1}) = 1 - abar_prev, Cov(x_{t-1}, x_t) = sqrt(1 - beta) (1 - abar_prev), Var(x_t) = 1 - abar."""
+    s11, s12, s22 = 1 - abar_prev, math.sqrt(1 - beta) * (1 - abar_prev), 1 - abar
+    return math.sqrt(abar_prev) * x0 + s12 / s22 * (x_t - math.sqrt(abar) * x0), s11 - s12 ** 2 / s22
+
+
 def _rng_tensors(seed: int, *shapes: tuple[int, ...]) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return [torch.randn(s, generator=g, dtype=torch.float64) for s in shapes]
@@ -88,9 +95,7 @@ def check_posterior(fn: Callable) -> bool:
     for abar_prev, beta in ((0.99, 0.01), (0.5, 0.02), (0.05, 0.3)):
         abar = abar_prev * (1 - beta)
         # Independent route: Var(x_{t-1}|x_0) = 1 - abar_prev, Cov(x_{t-1}, x_t|x_0) = sqrt(1-beta) (1-abar_prev)
-        s11, s12, s22 = 1 - abar_prev, math.sqrt(1 - beta) * (1 - abar_prev), 1 - abar
-        want_mean = math.sqrt(abar_prev) * x0.numpy() + s12 / s22 * (x_t.numpy() - math.sqrt(abar) * x0.numpy())
-        want_var = s11 - s12 ** 2 / s22
+        want_mean, want_var = _posterior_by_conditioning(x0.numpy(), x_t.numpy(), beta, abar, abar_prev)
         out = _run(fn, what, x0.clone(), x_t.clone(), beta, abar, abar_prev)
         if not isinstance(out, (tuple, list)) or len(out) != 2:
             fail(what, "return a pair (mean, variance).")
@@ -149,9 +154,7 @@ def check_elbo_term(fn: Callable) -> bool:
         abar, alpha = abar_prev * (1 - beta), 1 - beta
         x_t = math.sqrt(abar) * x0 + math.sqrt(1 - abar) * eps
         eps_theta = eps + 0.5 * wrong                                          # an imperfect network
-        s11, s12, s22 = 1 - abar_prev, math.sqrt(alpha) * (1 - abar_prev), 1 - abar
-        post_mean = math.sqrt(abar_prev) * x0 + s12 / s22 * (x_t - math.sqrt(abar) * x0)
-        post_var = s11 - s12 ** 2 / s22
+        post_mean, post_var = _posterior_by_conditioning(x0, x_t, beta, abar, abar_prev)
         mu_theta = (x_t - beta / math.sqrt(1 - abar) * eps_theta) / math.sqrt(alpha)
         want = kl_divergence(Normal(post_mean, math.sqrt(post_var)), Normal(mu_theta, math.sqrt(post_var))).numpy()
         lam = beta ** 2 / (2 * post_var * alpha * (1 - abar))
