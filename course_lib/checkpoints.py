@@ -2,7 +2,8 @@
 
 A checkpoint is a plain dict of tensors, numbers and strings, read back with
 ``torch.load(..., weights_only=True)`` (no pickled code runs). It carries the model's config as a dict,
-so that loading into a model of another shape fails with a message naming the field that differs.
+so that loading into a model of another shape fails with a message naming the field that differs,
+and a SHA-256 digest of its weights, checked on every load, so that a damaged file is never used.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from torch import nn
 
 from .atomic import atomic_write
 
-FORMAT = "course_lib.checkpoint/1"
+FORMAT = "course_lib.checkpoint/2"   # /2: with the weights' digest
 
 
 def model_config_dict(model: nn.Module) -> dict[str, Any] | None:
@@ -33,6 +34,17 @@ def data_fingerprint(images: torch.Tensor) -> str:
     h = hashlib.sha256(str(tuple(images.shape)).encode())
     h.update(images.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def weights_digest(*state_dicts: dict[str, torch.Tensor] | None) -> str:
+    """SHA-256 of the names, shapes, dtypes and bytes of every tensor in the state dicts (None skipped)."""
+    h = hashlib.sha256()
+    for sd in state_dicts:
+        for key in sorted(sd or {}):
+            t = sd[key].detach().cpu().contiguous()
+            h.update(f"{key}|{tuple(t.shape)}|{t.dtype}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, ema: nn.Module | None,
@@ -62,6 +74,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, ema: nn.Module | 
         "seconds": float(seconds),
         "extra": dict(extra or {}),
     }
+    state["digest"] = weights_digest(state["model"], state["ema"])
     with atomic_write(path) as tmp:
         torch.save(state, tmp)
     return path
@@ -79,8 +92,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                          f"checkpoint ({type(err).__name__}: {str(err)[:200]}). Delete it and train "
                          "again.") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a course_lib checkpoint (expected format {FORMAT!r}). "
-                         "Delete it and train again.")
+        found = state.get("format") if isinstance(state, dict) else None
+        raise ValueError(f"{path} is not a course_lib checkpoint of format {FORMAT!r}"
+                         + (f" (it is {found!r}, from another version of course_lib)" if found else "")
+                         + ". Delete it and train again.")
+    if state.get("digest") != weights_digest(state["model"], state["ema"]):
+        raise ValueError(f"The checkpoint {path} is damaged: its weights do not match the digest saved with "
+                         "them. Delete it and train again.")
     return state
 
 

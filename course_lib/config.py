@@ -148,13 +148,21 @@ def data_root() -> Path:
 
 
 def repo_root() -> Path:
-    """The repository that holds course_lib (for results/ and checkpoints/)."""
+    """The repository that holds course_lib (for results/)."""
     return Path(__file__).resolve().parent.parent
 
 
+def cache_root() -> Path:
+    """The user cache, outside any clone of the repository: `$COURSE_CACHE`, else ``~/.cache/course_lib``.
+    Trained models and finished benchmark cells live here, so a run resumes across clones and a fresh
+    checkout does not throw hours of training away."""
+    return Path(os.environ.get("COURSE_CACHE") or Path.home() / ".cache" / "course_lib").expanduser()
+
+
 def checkpoint_dir() -> Path:
-    """Where trained models are kept between notebooks: `$COURSE_CHECKPOINTS` or ./checkpoints."""
-    return Path(os.environ.get("COURSE_CHECKPOINTS", repo_root() / "checkpoints"))
+    """Where trained models are kept between notebooks, scripts and clones: `$COURSE_CHECKPOINTS`, else
+    ``checkpoints/`` in the user cache (:func:`cache_root`)."""
+    return Path(os.environ.get("COURSE_CHECKPOINTS") or cache_root() / "checkpoints").expanduser()
 
 
 def setup(seed: int = 0, *, quiet: bool = False) -> Profile:

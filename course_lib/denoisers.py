@@ -2,6 +2,7 @@
 script and detector that asks for the same one."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import torch
@@ -28,7 +29,8 @@ def fit_denoiser(images: torch.Tensor, prof: config.Profile | None = None, *, se
     c, h, _ = images.shape[1:]
     net_cfg = denoiser_config(preset, in_channels=c, image_size=h)
     tc = TrainConfig.from_profile(prof, seed=seed)
-    key = repr((net_cfg, tc, diffusion.T, diffusion.schedule)).encode()
+    # the name hashes what changes the weights; how often an interrupted run can resume does not
+    key = repr((net_cfg, dataclasses.replace(tc, checkpoint_every=0), diffusion.T, diffusion.schedule)).encode()
     digest = hashlib.sha1(images.detach().cpu().numpy().tobytes() + key).hexdigest()[:12]
     _, ema, info = train_or_load(f"{preset}-{prof.name}-{c}x{h}-{digest}", lambda: _seeded(net_cfg, seed),
                                  diffusion, images, tc, device=device, progress=progress)

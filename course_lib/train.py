@@ -58,9 +58,11 @@ class TrainConfig:
 
     @classmethod
     def from_profile(cls, P: Profile, **overrides: Any) -> "TrainConfig":
-        """Steps, batch size, learning rate, bf16 and compile from the profile; warmup = 5% of the steps."""
+        """Steps, batch size, learning rate, bf16 and compile from the profile; warmup = 5% of the steps;
+        a checkpoint every eighth of the run (at least 10 steps apart), so an interrupted run resumes."""
         base = dict(steps=P.train_steps, batch_size=P.batch_size, lr=P.lr, bf16=P.bf16, compile=P.compile,
-                    warmup=max(1, P.train_steps // 20), log_every=max(1, min(50, P.train_steps // 10)))
+                    warmup=max(1, P.train_steps // 20), log_every=max(1, min(50, P.train_steps // 10)),
+                    checkpoint_every=max(10, P.train_steps // 8))
         return cls(**{**base, **overrides})
 
 

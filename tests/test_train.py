@@ -151,6 +151,32 @@ def test_corrupt_checkpoint_names_the_file(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
+def _flip_a_weight_byte(path) -> None:
+    """Damage the checkpoint as a bad disk would: one byte inside its largest tensor, the file still a zip."""
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        info = max((i for i in z.infolist() if "/data/" in i.filename and i.filename.split("/")[-1].isdigit()),
+                   key=lambda i: i.file_size)
+    raw = bytearray(path.read_bytes())
+    off = info.header_offset                                # local header: 30 bytes, the name, the extra field
+    start = off + 30 + int.from_bytes(raw[off + 26:off + 28], "little") + int.from_bytes(raw[off + 28:off + 30], "little")
+    raw[start + info.file_size // 2] ^= 0x40
+    path.write_bytes(bytes(raw))
+
+
+def test_damaged_checkpoint_is_detected_and_retrained(tmp_path):
+    kw = dict(directory=tmp_path, device=CPU, progress=False)
+    _, ema, _ = train_or_load("run", tiny, DIFFUSION, images(), config(), **kw)
+    path = tmp_path / "run.pt"
+    _flip_a_weight_byte(path)
+    with pytest.raises(ValueError, match=r"run\.pt is damaged: its weights do not match the digest"):
+        load_checkpoint(path)
+    with pytest.warns(UserWarning, match="damaged.*Training 'run' again"):
+        _, ema2, info = train_or_load("run", tiny, DIFFUSION, images(), config(), **kw)
+    assert not info["loaded"] and same_weights(ema2, ema)      # retrained, to the same weights
+    load_checkpoint(path)                                     # and saved whole again
+
+
 def test_wrong_architecture_names_the_mismatch(tmp_path):
     path = save_checkpoint(tmp_path / "b8.pt", tiny(base=8), None, None, 0)
     with pytest.raises(ValueError, match="checkpoint has base_channels=8, model has 16"):
