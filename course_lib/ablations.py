@@ -7,6 +7,9 @@ does to AUROC.
 
 The baseline is the benchmark's noise-prediction detector (:meth:`course_lib.scoring.ScoreConfig.for_task`):
 one antithetic noise pair at each of two small and two large t, the even part blurred at the large ones.
+Every row is scored on the **validation** split by default (``load_task(..., split="validation")``: a
+training set and labelled images from the training side of the photograph, no test image), since
+settings are chosen here; ``--split test`` reports a choice on the test images.
 Each variant changes one thing: two independent noise draws instead of the pair (the same NFE), the
 pair without the blur, more pairs, two levels instead of four (half the NFE), middle timesteps only
 (neither a small t for sharp defects nor a large t for smooth ones), no map calibration, the max of
@@ -15,9 +18,10 @@ mirror-image training crops, twice the training steps, or twice the image side: 
 timesteps, and once with the large ones moved up, since at a larger side the same t hides less of the
 coarse content of the image (the gpu profile's timesteps rest on this row). Every row reports
 image AUROC, pixel AUROC, the AUROC of each kind of defect on its own, the training seconds and the
-NFE per image, as a mean over the seeds. It writes ``results/ablations-textures.md``.
+NFE per image, as a mean over the seeds. It writes ``results/ablations-textures-validation.md``
+(``ablations-textures.md`` with ``--split test``).
 With ``--levels`` it instead scores one timestep at a time (:func:`level_sweep`) and writes
-``results/levels-textures.md``: which noise level sees which kind of defect.
+``results/levels-textures-validation.md``: which noise level sees which kind of defect.
 
 Trained models are cached like everywhere else (the checkpoint name hashes the training images and
 the settings), so a rerun only scores (about 35 minutes in the ``cpu`` profile on 2 CPU cores). A fresh
@@ -77,11 +81,12 @@ def mirrored(images: torch.Tensor) -> torch.Tensor:
     return torch.cat([images, images.flip(-1), images.flip(-2), images.flip(-2, -1)])
 
 
-def run_variant(variant: Variant, category: str, seed: int, prof: config.Profile) -> dict:
-    """Train (or load) and score one variant on one texture category; returns its metrics."""
+def run_variant(variant: Variant, category: str, seed: int, prof: config.Profile, split: str = "validation") -> dict:
+    """Train (or load) and score one variant on one texture category's `split` ("validation": the
+    settings are chosen here; "test": only to report a choice already made); returns its metrics."""
     vprof = dataclasses.replace(prof, train_steps=prof.train_steps * variant.steps_factor,
                                 texture_size=prof.texture_size * variant.size_factor)
-    task = data.load_task("textures", category, seed=seed, profile=vprof)
+    task = data.load_task("textures", category, seed=seed, profile=vprof, split=split)
     base = ScoreConfig.for_task(vprof, variant.score.get("score", "noise"), task.extent)
     scaled = dict(sigma=base.sigma * variant.size_factor, coarse_sigma=base.coarse_sigma * variant.size_factor)
     sc = dataclasses.replace(base, **{**scaled, **variant.score})
@@ -89,7 +94,7 @@ def run_variant(variant: Variant, category: str, seed: int, prof: config.Profile
     # calibration uses the first images given to fit: with flips=True those are the unflipped crops
     det.fit(mirrored(task.train) if variant.flips else task.train)
     scores = det.decision_function(task.test)
-    row = {"category": str(category), "variant": variant.name, "seed": seed,
+    row = {"category": str(category), "variant": variant.name, "seed": seed, "split": split,
            "auroc": metrics.auroc(task.labels, scores),
            "pixel_auroc": metrics.pixel_auroc(task.masks, det.anomaly_maps(task.test)),
            "train_s": float(det.train_info_["seconds"]), "nfe": det.nfe_per_image}
@@ -98,13 +103,13 @@ def run_variant(variant: Variant, category: str, seed: int, prof: config.Profile
 
 
 def run(categories: list[str], seeds: list[int], prof: config.Profile,
-        variants: tuple[Variant, ...] = VARIANTS) -> list[dict]:
+        variants: tuple[Variant, ...] = VARIANTS, split: str = "validation") -> list[dict]:
     rows = []
     with tqdm(total=len(categories) * len(variants) * len(seeds), desc="ablations") as bar:
         for category in categories:
             for variant in variants:
                 for seed in seeds:
-                    rows.append(run_variant(variant, category, seed, prof))
+                    rows.append(run_variant(variant, category, seed, prof, split))
                     bar.set_postfix_str(f"{category}: {variant.name} AUROC {rows[-1]['auroc']:.3f}")
                     bar.update()
     return rows
@@ -113,12 +118,13 @@ def run(categories: list[str], seeds: list[int], prof: config.Profile,
 LEVEL_GRID: tuple[int, ...] = (10, 25, 50, 100, 200, 300, 400, 500, 700)
 
 
-def level_sweep(category: str, seed: int, prof: config.Profile, levels: tuple[int, ...] = LEVEL_GRID) -> list[dict]:
+def level_sweep(category: str, seed: int, prof: config.Profile, levels: tuple[int, ...] = LEVEL_GRID,
+                split: str = "validation") -> list[dict]:
     """The benchmark's noise detector scored at one timestep at a time: one row per level with its image
     AUROC and the AUROC of each kind of defect. Shows which noise level sees which defect, so that a
     profile's ``noise_timesteps`` can be chosen from data (both ends: sharp defects at small t, smooth
     ones at large t; at a larger image side the large ones move up)."""
-    task = data.load_task("textures", category, seed=seed, profile=prof)
+    task = data.load_task("textures", category, seed=seed, profile=prof, split=split)
     sc = dataclasses.replace(ScoreConfig.for_task(prof, "noise", task.extent), t_stars=tuple(levels),
                              calibrate=True)
     det = DiffusionDetector(sc, prof=prof, seed=seed, progress=False).fit(task.train)
@@ -126,7 +132,8 @@ def level_sweep(category: str, seed: int, prof: config.Profile, levels: tuple[in
     rows = []
     for t, z in zip(levels, z_levels):
         scores = image_score_from_map(z, sc.reduce).numpy()
-        row = {"category": str(category), "seed": seed, "t": int(t), "auroc": metrics.auroc(task.labels, scores)}
+        row = {"category": str(category), "seed": seed, "split": split, "t": int(t),
+               "auroc": metrics.auroc(task.labels, scores)}
         row.update({f"auroc[{k}]": v for k, v in metrics.auroc_by_kind(task.labels, scores, task.kinds).items()})
         rows.append(row)
     return rows
@@ -136,7 +143,8 @@ def levels_to_markdown(rows: list[dict], prof: config.Profile, seeds: list[int])
     """One table per category: AUROC (all defects, then each kind) by timestep, mean over the seeds."""
     df = pd.DataFrame(rows)
     kinds = sorted(k for k in df.columns if k.startswith("auroc["))
-    lines = [f"Profile `{prof.name}` ({prof.texture_size} px), seeds {', '.join(map(str, seeds))} (mean). The "
+    lines = [f"Profile `{prof.name}` ({prof.texture_size} px), **{_split_of(rows)} split**, seeds "
+             f"{', '.join(map(str, seeds))} (mean). The "
              f"benchmark's calibrated noise score at one timestep t at a time ({prof.noise_pairs} antithetic noise "
              f"pair(s) per level, the even part blurred by {prof.noise_coarse_sigma} px where SNR_t < 1, as in the "
              f"benchmark); the profile's noise score averages the levels {prof.noise_timesteps}.", ""]
@@ -151,11 +159,21 @@ def levels_to_markdown(rows: list[dict], prof: config.Profile, seeds: list[int])
     return "\n".join(lines)
 
 
+def _split_of(rows: list[dict]) -> str:
+    return "/".join(sorted({r.get("split", "test") for r in rows}))
+
+
+def _filename(stem: str, split: str) -> str:
+    """results/<stem>-validation.md; the test split keeps <stem>.md (what the settings were first chosen on)."""
+    return f"{stem}.md" if split == "test" else f"{stem}-{split}.md"
+
+
 def to_markdown(rows: list[dict], prof: config.Profile, seeds: list[int]) -> str:
     """One line per category and variant, mean over the seeds."""
     kinds = sorted({k for r in rows for k in r if k.startswith("auroc[")})
     head = ["category", "variant", "AUROC", "pixel AUROC", *[k[6:-1] for k in kinds], "train s", "NFE"]
-    lines = [f"Profile `{prof.name}`, seeds {', '.join(map(str, seeds))} (mean). AUROC per kind = that "
+    lines = [f"Profile `{prof.name}`, **{_split_of(rows)} split**, seeds {', '.join(map(str, seeds))} (mean). "
+             "AUROC per kind = that "
              "kind of anomaly against all the normal images. train s = the seconds recorded when the model "
              "was trained (a cached model keeps its own; they vary with the load on the machine at the time).",
              "",
@@ -183,6 +201,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--levels", nargs="*", type=int, default=None, metavar="T",
                     help="instead of the variants, score one timestep at a time (default grid: "
                          f"{' '.join(map(str, LEVEL_GRID))}) and write levels-textures.md")
+    ap.add_argument("--split", choices=("validation", "test"), default="validation",
+                    help="validation (default): choose settings here; test: report a choice already made")
     ap.add_argument("--out", type=Path, default=config.repo_root() / "results")
     args = ap.parse_args(argv)
     prof = config.profile(args.profile)
@@ -204,14 +224,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if bad_t:
             ap.error(f"timesteps {bad_t} lie outside [1, {prof.timesteps}] (1-indexed, as t* in the paper)")
         rows = [r for c in tqdm(args.categories, desc="levels") for seed in seeds
-                for r in level_sweep(c, seed, prof, levels)]
+                for r in level_sweep(c, seed, prof, levels, args.split)]
         md = levels_to_markdown(rows, prof, seeds)
-        write_text_atomic(args.out / "levels-textures.md", md)
+        write_text_atomic(args.out / _filename("levels-textures", args.split), md)
         print(md)
         return rows
-    rows = run(args.categories, seeds, prof, variants)
+    rows = run(args.categories, seeds, prof, variants, args.split)
     md = to_markdown(rows, prof, seeds)
-    write_text_atomic(args.out / "ablations-textures.md", md)
+    write_text_atomic(args.out / _filename("ablations-textures", args.split), md)
     print(md)
     return rows
 

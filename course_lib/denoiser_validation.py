@@ -3,7 +3,7 @@
     python -m course_lib.denoiser_validation                      # the candidates below, cpu profile
     python -m course_lib.denoiser_validation --cells textures/grass digits/3 --seed 0
 
-Each candidate is trained on the training side of a task (:func:`course_lib.data.validation.validation_task`)
+Each candidate is trained on the training side of a task (``load_task(..., split="validation")``)
 and scored with the benchmark's two diffusion scores; the table gives validation AUROC and training
 seconds, so presets can be compared at about the same cost. Writes ``results/denoiser-validation.md``.
 """
@@ -17,7 +17,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import config, metrics
-from .data.validation import validation_task
+from .data import load_task
 from .diffusion_detector import DiffusionDetector
 from .atomic import write_text_atomic
 from .scoring import ScoreConfig
@@ -33,7 +33,7 @@ def evaluate(preset: str, steps_factor: int, cell: str, seed: int, prof: config.
     """Validation AUROC of one candidate on one task/category, for each of the diffusion `scores`."""
     name, category = cell.split("/", 1)
     cprof = dataclasses.replace(prof, train_steps=prof.train_steps * steps_factor)
-    task = validation_task(name, category, seed=seed, profile=cprof)
+    task = load_task(name, category, seed=seed, profile=cprof, split="validation")
     rows = []
     for score in scores:
         det = DiffusionDetector(ScoreConfig.for_task(cprof, score, task.extent), preset=preset, prof=cprof,

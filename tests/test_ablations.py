@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from course_lib import ablations
+from course_lib import ablations, config, data, metrics
+from course_lib.diffusion_detector import DiffusionDetector
 from course_lib.scoring import ScoreConfig
 from course_lib.data.textures import DEFECTS
 
@@ -28,8 +29,15 @@ def test_ablations_write_one_row_per_variant(tmp_path, monkeypatch, one_thread):
     for r in rows:
         assert {f"auroc[{k}]" for k in DEFECTS} <= set(r)
         assert all(0 <= r[k] <= 1 for k in ("auroc", "pixel_auroc", *(f"auroc[{k}]" for k in DEFECTS)))
-    md = (tmp_path / "ablations-textures.md").read_text()
-    assert "| grass | noise, 4 noise pairs |" in md and "| stain |" in md
+    md = (tmp_path / "ablations-textures-validation.md").read_text()   # settings are chosen on validation data
+    assert "| grass | noise, 4 noise pairs |" in md and "| stain |" in md and "**validation split**" in md
+    # the rows are the validation task's: the first is the benchmark's detector fitted on its training set
+    prof = config.profile("smoke")
+    val = data.load_task("textures", "grass", seed=0, profile=prof, split="validation")
+    det = DiffusionDetector(ScoreConfig.for_task(prof, "noise", val.extent), prof=prof, seed=0,
+                            progress=False).fit(val.train)
+    assert rows[0]["auroc"] == pytest.approx(metrics.auroc(val.labels, det.decision_function(val.test)), abs=1e-12)
+    assert not (tmp_path / "ablations-textures.md").exists()
 
 
 def test_ablations_refuse_unknown_names(tmp_path):
@@ -110,11 +118,11 @@ def test_level_sweep_scores_each_timestep_alone(tmp_path, monkeypatch, one_threa
                            "--out", str(tmp_path)])
     assert [(r["category"], r["t"]) for r in rows] == [("grass", 10), ("grass", 400)]
     assert all({f"auroc[{k}]" for k in DEFECTS} <= set(r) for r in rows)
-    md = (tmp_path / "levels-textures.md").read_text()
+    md = (tmp_path / "levels-textures-validation.md").read_text()
     assert "**grass**" in md and "| t=10 | t=400 |" in md and "| stain |" in md and "| all defects |" in md
     # the first level of the sweep is exactly the benchmark's detector with that one timestep
     prof = config.profile("smoke")
-    task = data.load_task("textures", "grass", seed=0, profile=prof)
+    task = data.load_task("textures", "grass", seed=0, profile=prof, split="validation")
     sc = dataclasses.replace(ScoreConfig.for_task(prof, "noise", task.extent), t_stars=(10,))
     alone = DiffusionDetector(sc, prof=prof, seed=0, progress=False).fit(task.train).decision_function(task.test)
     assert rows[0]["auroc"] == pytest.approx(metrics.auroc(task.labels, alone), abs=1e-12)

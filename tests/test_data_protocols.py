@@ -186,3 +186,18 @@ def test_extent_says_how_much_of_an_anomaly_is_anomalous():
     with pytest.raises(ValueError, match="extent must be 'global'.*or 'local'.*got 'partial'"):
         AnomalyTask(name="t", description="", train=task.train, test=task.test, labels=task.labels,
                     extent="partial")
+
+
+def test_a_task_needs_both_classes_and_binary_labels():
+    task = load_task("digits", "0", profile=profile("smoke"))
+    kw = dict(name="t", description="", train=task.train, test=task.test)
+    with pytest.raises(ValueError, match=r"labels must be 0 \(normal\) or 1 \(anomaly\); found \[0, 2\]"):
+        AnomalyTask(**kw, labels=2 * task.labels)
+    with pytest.raises(ValueError, match="needs both normal .* it has only label 0"):
+        AnomalyTask(**kw, labels=0 * task.labels)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 16.0, "32", True])
+def test_image_size_must_be_a_positive_int(bad):
+    with pytest.raises(ValueError, match="image_size must be a positive int"):
+        load_task("digits", "0", profile=profile("smoke"), image_size=bad)

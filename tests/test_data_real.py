@@ -243,3 +243,15 @@ def test_mini_imagenet_one_class(mini_root):
 def test_mini_imagenet_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"mini-imagenet/train.csv.*mini-imagenet-tools"):
         load_task("mini-imagenet", profile=SMOKE, root=tmp_path)
+
+
+def test_mnist_c_arrays_must_be_the_published_uint8(mnist_c_root):
+    from course_lib.data.real import DatasetIncomplete
+    folder = mnist_c_root / "mnist_c" / "identity"
+    x = np.load(folder / "train_images.npy")
+    np.save(folder / "train_images.npy", x.astype(np.float32))       # a re-saved float copy
+    with pytest.raises(DatasetIncomplete, match=r"float32 images.*published arrays are uint8 \(n, 28, 28, 1\)"):
+        load_task("mnist-c", "fog", profile=SMOKE, root=mnist_c_root)
+    np.save(folder / "train_images.npy", x[..., 0])                    # the channel axis dropped
+    with pytest.raises(DatasetIncomplete, match=r"shape \(\d+, 28, 28\)"):
+        load_task("mnist-c", "fog", profile=SMOKE, root=mnist_c_root)

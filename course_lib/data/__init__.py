@@ -25,6 +25,7 @@ from .protocols import PROTOCOLS  # noqa: F401
 from .real import CIFAR10_CLASSES, MNIST_C_CORRUPTIONS, MNIST_CLASSES, build_cifar10, build_mnist, build_mnist_c
 from .task import AnomalyTask, as_images, check_images
 from .textures import DEFECTS, TEXTURE_CLASSES, add_defect, build_textures  # noqa: F401
+from .validation import VALIDATION_TASKS, validation_task, with_synthetic_defects
 
 __all__ = ["AnomalyTask", "as_images", "check_images", "load_task", "TASKS", "TaskInfo", "task_categories",
            "offline_tasks", "CORRUPTIONS", "corrupt", "DEFECTS", "add_defect", "PROTOCOLS"]
@@ -117,13 +118,15 @@ def _resolve_category(info: TaskInfo, category: str | int | None) -> str:
 
 def load_task(name: str, category: str | int | None = None, *, protocol: str = "one-class", seed: int = 0,
               profile: Profile | None = None, root: str | Path | None = None, download: bool = False,
-              **options) -> AnomalyTask:
+              split: str = "test", **options) -> AnomalyTask:
     """Build the anomaly-detection task `name` / `category` (see :data:`TASKS`).
 
     protocol: "one-class" (category = the normal class) or "leave-one-class-out" (category = the anomaly).
     seed: every random choice (splits, subsets, crops, corruptions, defects) comes from it.
     profile: sizes (digits_size, photo_size, texture_size, n_train, n_test); default config.profile().
     root, download: for real datasets; root defaults to $COURSE_DATA (./data).
+    split: "test" (the images whose AUROC is reported) or "validation" (a smaller training set and
+    labelled images, both from the training data alone, for choosing settings; :mod:`.validation`).
     options: ``image_size=`` (all tasks) overrides the profile's side; mini-imagenet also takes
     ``split=`` ("train" | "val" | "test") and ``n_classes=`` (10).
     """
@@ -137,7 +140,22 @@ def load_task(name: str, category: str | int | None = None, *, protocol: str = "
     if unknown:
         raise TypeError(f"load_task({name!r}): unknown option(s) {sorted(unknown)}; "
                         f"valid: {sorted(accepted - fixed) or 'none'}.")
+    size = options.get("image_size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise ValueError(f"load_task({name!r}): image_size must be a positive int (pixels per side), "
+                         f"got {size!r}.")
+    if split not in ("test", "validation"):
+        raise ValueError(f"load_task({name!r}): split must be 'test' or 'validation', got {split!r}.")
+    if split == "validation":
+        if protocol != "one-class":
+            raise ValueError(f"load_task({name!r}): the validation split is built for the one-class protocol only.")
+        if name in VALIDATION_TASKS:
+            return validation_task(name, cat, seed=int(seed), profile=profile, size=size)
+        if name != "mvtec":
+            raise ValueError(f"load_task({name!r}): no validation split for {name} yet; available: "
+                             f"{', '.join(VALIDATION_TASKS)}, mvtec.")
     kw = dict(protocol=protocol, seed=int(seed), profile=profile, **options)
     if not info.offline:
         kw.update(root=Path(root).expanduser() if root is not None else config.data_root(), download=download)
-    return builder(cat, **kw)
+    task = builder(cat, **kw)
+    return with_synthetic_defects(task, int(seed)) if split == "validation" else task

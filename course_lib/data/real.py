@@ -36,12 +36,16 @@ def _missing(dataset: str, path: Path, how: str) -> FileNotFoundError:
                              "see data/README.md.")
 
 
+class DatasetIncomplete(FileNotFoundError):
+    """A real dataset is on disk but not usable as it is: files missing, a failed checksum, wrong arrays."""
+
+
 def _torchvision(cls, root: Path, train: bool, download: bool, dataset: str):
     try:
         return cls(str(root), train=train, download=download)
     except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
-        raise RuntimeError(f"{dataset} under {root} is incomplete or corrupted ({e}). Delete it and "
-                           "load again with download=True.") from e
+        raise DatasetIncomplete(f"{dataset} under {root} is incomplete or corrupted ({e}). Delete it and "
+                                "load again with download=True.") from e
 
 
 def _class_task(dataset: str, names: tuple[str, ...], category: str, protocol: str, seed: int,
@@ -104,7 +108,14 @@ def _mnist_c_arrays(root: Path, corruption: str, split: str) -> tuple[np.ndarray
             raise _missing("MNIST-C", f, f"Run: python -m course_lib.data.download mnist-c --root {root} (it "
                            f"downloads mnist_c.zip from {MNIST_C_URL}, checks its MD5 and unpacks "
                            f"{root / 'mnist_c'}/<corruption>/{{train,test}}_{{images,labels}}.npy).")
-    return np.load(files[0], mmap_mode="r"), np.load(files[1], mmap_mode="r")
+    images, labels = np.load(files[0], mmap_mode="r"), np.load(files[1], mmap_mode="r")
+    # the published arrays: uint8 images (n, 28, 28, 1) and one label per image
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (28, 28, 1) or labels.shape != (len(images),):
+        raise DatasetIncomplete(
+            f"MNIST-C: {files[0]} holds {images.dtype} images of shape {images.shape} with labels of shape "
+            f"{labels.shape}; the published arrays are uint8 (n, 28, 28, 1) with (n,) labels. Delete "
+            f"{folder.parent} and run: python -m course_lib.data.download mnist-c --root {root}")
+    return images, labels
 
 
 def build_mnist_c(category: str, *, protocol: str, seed: int, profile: Profile, root: Path,

@@ -59,6 +59,9 @@ class AnomalyTask:
     `extent` says how much of an anomalous image is anomalous: "global" (another class, a corruption of
     the whole image) or "local" (a defect on part of a normal surface, as in MVTec-AD). A detector that
     turns a pixel map into an image score should match it (``anomaly_maps.image_score_from_map``).
+    `split` says whether the labelled images are the test images whose AUROC is reported ("test") or
+    validation images built from the dataset's training data alone, for choosing settings
+    (``load_task(..., split="validation")``, :mod:`course_lib.data.validation`).
     """
 
     name: str                       # e.g. "digits/3" or "textures/brick"
@@ -69,6 +72,7 @@ class AnomalyTask:
     masks: torch.Tensor | None = None  # (M, 1, H, W) bool, True = anomalous pixel
     kinds: list[str] = field(default_factory=list)  # (M,) anomaly type per test image, "normal" for normals
     extent: Literal["global", "local"] = "global"   # whole-image anomalies, or defects on part of an image
+    split: Literal["test", "validation"] = "test"   # "validation": built from the training data alone
 
     def __post_init__(self):
         check_images(self.train, f"{self.name}: train")
@@ -80,8 +84,12 @@ class AnomalyTask:
         if self.labels.shape != (len(self.test),):
             raise ValueError(f"{self.name}: labels has shape {tuple(self.labels.shape)}, "
                              f"expected ({len(self.test)},), one per test image.")
-        if not set(self.labels.unique().tolist()) <= {0, 1}:
-            raise ValueError(f"{self.name}: labels must be 0 (normal) or 1 (anomaly).")
+        found = set(self.labels.unique().tolist())
+        if not found <= {0, 1}:
+            raise ValueError(f"{self.name}: labels must be 0 (normal) or 1 (anomaly); found {sorted(found)}.")
+        if found != {0, 1}:
+            raise ValueError(f"{self.name}: the test set needs both normal (0) and anomalous (1) images to "
+                             f"score a detector (AUROC); it has only label {found.pop()}.")
         if self.masks is not None:
             n, _, h, w = self.test.shape
             if tuple(self.masks.shape) != (n, 1, h, w):
@@ -91,6 +99,8 @@ class AnomalyTask:
         if self.extent not in ("global", "local"):
             raise ValueError(f"{self.name}: extent must be 'global' (whole-image anomalies) or 'local' "
                              f"(defects on part of an image), got {self.extent!r}.")
+        if self.split not in ("test", "validation"):
+            raise ValueError(f"{self.name}: split must be 'test' or 'validation', got {self.split!r}.")
         if self.kinds and len(self.kinds) != len(self.test):
             raise ValueError(f"{self.name}: kinds has {len(self.kinds)} entries for {len(self.test)} test images.")
 
@@ -101,5 +111,5 @@ class AnomalyTask:
     def __repr__(self) -> str:
         n_anom = int(self.labels.sum())
         c, h, w = self.image_shape
-        return (f"AnomalyTask({self.name!r}: {len(self.train)} normal train, {len(self.test)} test "
+        return (f"AnomalyTask({self.name!r}: {len(self.train)} normal train, {len(self.test)} {self.split} "
                 f"({n_anom} anomalous), {c}x{h}x{w}{', masks' if self.masks is not None else ''})")

@@ -1,15 +1,23 @@
 """Validation tasks: a task built from a dataset's *training* data alone, for choosing settings.
 
 A setting (a denoiser preset, its training steps, a score's timesteps) must be chosen without looking
-at the test images whose AUROC is reported. ``validation_task(name, category)`` splits what the test
-task trains on into a smaller training set and a labelled validation set, sharing nothing with each
-other or with the test images:
+at the test images whose AUROC is reported. ``load_task(name, category, split="validation")`` splits
+what the test task trains on into a smaller training set and a labelled validation set, sharing
+nothing with each other or with the test images (as in cross-validation, a setting chosen here is then
+used by a model trained on the whole training set):
 
 - ``textures``: the test crops come from the right 40 % of the photograph. Here the training crops come
   from the top 60 % of the left part and the validation crops from its bottom 40 % (no pixel shared),
   with defects drawn by a generator of their own.
 - ``digits``: the test digits are one half of sklearn's digits. Here the other half (the training pool)
   is split again into halves: normal training digits from one, validation digits from the other.
+- ``digits-c``: the same halves of the training pool; half of the validation digits stay clean, the
+  other half get the corruptions, drawn with seeds the test task never uses.
+- ``photos`` / ``photos-64``: the test crops come from the "black" blocks of each photo's checkerboard.
+  Here every third "white" block is a validation block and the rest are training blocks.
+- ``mvtec`` (and any dataset with no anomalies to spare): 60 % of the normal training images train,
+  the other 40 % are validation images, half of them with a synthetic defect from the ``textures``
+  generator (:func:`course_lib.data.textures.add_defect`).
 
 Validation models train on fewer images than the benchmark's, so validation AUROC is for comparing
 settings, not for reporting.
@@ -20,29 +28,59 @@ import numpy as np
 import torch
 
 from ..config import Profile
-from .offline import DIGIT_CLASSES, digit_pools
-from .protocols import equal_shares, select_by_class, split_halves
+from .corruptions import CORRUPTIONS, corrupt
+from .offline import DIGIT_CLASSES, PHOTO_CLASSES, checkerboard_blocks, digit_pools, load_photo, random_crops
+from .protocols import equal_shares, sample_by_class, select_by_class, split_halves, take
 from .task import AnomalyTask
 from .textures import DEFECTS, TEXTURE_CLASSES, add_defect, load_texture, texture_crops
 
-VALIDATION_TASKS: tuple[str, ...] = ("textures", "digits")
+VALIDATION_TASKS: tuple[str, ...] = ("textures", "digits", "digits-c", "photos", "photos-64")
 TRAIN_ROWS, VAL_ROWS = (0.0, 0.6), (0.6, 1.0)   # bands of the photograph's left part, textures
+HELD_OUT = 0.4                                   # share of the normal training images held out (synthetic)
 
 
-def validation_task(name: str, category: str, *, seed: int, profile: Profile) -> AnomalyTask:
-    """A task whose train and test images both come from the training side of `name`'s data."""
+def validation_task(name: str, category: str, *, seed: int, profile: Profile, size: int | None = None
+                    ) -> AnomalyTask:
+    """A task whose train and test images both come from the training side of `name`'s data (the
+    offline tasks; :func:`with_synthetic_defects` serves the others). Use it through
+    ``load_task(..., split="validation")``."""
     if name == "textures":
-        return _textures(category, seed, profile)
+        return _textures(category, seed, profile, size or profile.texture_size)
     if name == "digits":
-        return _digits(str(category), seed, profile)
-    raise ValueError(f"validation_task: no validation split for {name!r} yet; available: "
-                     f"{', '.join(VALIDATION_TASKS)}.")
+        return _digits(str(category), seed, profile, size or profile.digits_size)
+    if name == "digits-c":
+        return _digits_c(str(category), seed, profile, size or profile.digits_size)
+    if name in ("photos", "photos-64"):
+        return _photos(category, seed, profile, size or (profile.photo_size if name == "photos" else 64), name)
+    raise ValueError(f"validation_task: no validation split for {name!r}; available: "
+                     f"{', '.join(VALIDATION_TASKS)} (other datasets: with_synthetic_defects).")
 
 
-def _textures(category: str, seed: int, profile: Profile) -> AnomalyTask:
-    if category not in TEXTURE_CLASSES:
-        raise ValueError(f"Unknown textures category {category!r}; valid: {', '.join(TEXTURE_CLASSES)}.")
-    size, photo = profile.texture_size, load_texture(category)
+def with_synthetic_defects(task: AnomalyTask, seed: int) -> AnomalyTask:
+    """The validation task of a dataset with no anomalies to spare (MVTec-AD ships them only in its test
+    split): a share :data:`HELD_OUT` of the normal training images is held out, and half of those get one
+    synthetic scratch, hole or stain each (with its mask). The test images are not touched."""
+    rng = np.random.default_rng([seed, 42])
+    order = rng.permutation(len(task.train))
+    n_val = int(round(HELD_OUT * len(order)))
+    if n_val < 2 or len(order) - n_val < 1:
+        raise ValueError(f"{task.name}: {len(order)} normal training images are too few to hold out a "
+                         "validation set (at least 4 are needed).")
+    train, val = task.train[torch.as_tensor(order[n_val:])], task.train[torch.as_tensor(order[:n_val])].clone()
+    n_anom = n_val // 2
+    masks = torch.zeros(n_val, 1, *val.shape[2:], dtype=torch.bool)
+    kinds = ["normal"] * (n_val - n_anom) + equal_shares(DEFECTS, n_anom, rng)
+    for i in range(n_val - n_anom, n_val):
+        val[i], masks[i] = add_defect(val[i], kinds[i], rng)
+    labels = torch.as_tensor([int(k != "normal") for k in kinds])
+    return AnomalyTask(name=f"{task.name} (validation)", split="validation",
+                       description=f"{task.name}: {HELD_OUT:.0%} of the normal training images held out, half of "
+                                   "them with a synthetic defect.",
+                       train=train, test=val, labels=labels, masks=masks, kinds=kinds, extent="local")
+
+
+def _textures(category: str, seed: int, profile: Profile, size: int) -> AnomalyTask:
+    photo = load_texture(category)
     rng = np.random.default_rng([seed, 40, TEXTURE_CLASSES.index(category)])   # not the test task's stream
     train = texture_crops(photo, "train", profile.n_train, size, rng, rows=TRAIN_ROWS)
     n = profile.n_test // 2
@@ -53,22 +91,64 @@ def _textures(category: str, seed: int, profile: Profile) -> AnomalyTask:
         val[i], masks[i] = add_defect(val[i], kinds[i], rng)
     perm = torch.as_tensor(rng.permutation(2 * n))
     labels = torch.as_tensor(np.r_[np.zeros(n, np.int64), np.ones(n, np.int64)])[perm]
-    return AnomalyTask(name=f"textures/{category} (validation)",
+    return AnomalyTask(name=f"textures/{category} (validation)", split="validation",
                        description=f"{size}px crops of the {category} photo's training side: train from its top, "
                                    "validation from its bottom, with defects of their own.",
                        train=train, test=val[perm], labels=labels, masks=masks[perm],
                        kinds=[kinds[i] for i in perm.tolist()], extent="local")
 
 
-def _digits(category: str, seed: int, profile: Profile) -> AnomalyTask:
-    if category not in DIGIT_CLASSES:
-        raise ValueError(f"Unknown digits category {category!r}; valid: {', '.join(DIGIT_CLASSES)}.")
-    x_pool, y_pool, _, _ = digit_pools(profile.digits_size, seed)     # the test task's training pool only
+def _digits(category: str, seed: int, profile: Profile, size: int) -> AnomalyTask:
+    x_pool, y_pool, _, _ = digit_pools(size, seed)     # the test task's training pool only
     fit_idx, val_idx = split_halves(y_pool, np.random.default_rng([seed, 40]))
     rng = np.random.default_rng([seed, 41])
     tr, te, labels = select_by_class(y_pool[fit_idx], y_pool[val_idx], [DIGIT_CLASSES.index(category)],
                                      profile.n_train, profile.n_test, rng)
-    return AnomalyTask(name=f"digits/{category} (validation)",
+    return AnomalyTask(name=f"digits/{category} (validation)", split="validation",
                        description=f"sklearn digits of the training pool; digit {category} is normal.",
                        train=x_pool[torch.as_tensor(fit_idx[tr])], test=x_pool[torch.as_tensor(val_idx[te])],
                        labels=torch.as_tensor(labels))
+
+
+def _digits_c(category: str, seed: int, profile: Profile, size: int) -> AnomalyTask:
+    x_pool, _, _, _ = digit_pools(size, seed)
+    fit_idx, val_idx = split_halves(np.zeros(len(x_pool), np.int64), np.random.default_rng([seed, 40]))
+    rng = np.random.default_rng([seed, 43])
+    train = x_pool[torch.as_tensor(take(rng, fit_idx, profile.n_train))]
+    order = rng.permutation(val_idx)
+    n = min(profile.n_test // 2, len(order) // 2)
+    normal, to_corrupt = x_pool[torch.as_tensor(order[:n])], x_pool[torch.as_tensor(order[n:2 * n])]
+    names = list(CORRUPTIONS) if category == "all" else [category]
+    kind_of = np.array(equal_shares(names, n, rng), dtype=object)
+    anomalies = to_corrupt.clone()
+    for j, name in enumerate(names):
+        sel = torch.as_tensor(np.flatnonzero(kind_of == name))
+        if len(sel):   # the test task corrupts with seed * 1000 + j; these seeds are not among them
+            anomalies[sel] = corrupt(name, to_corrupt[sel], seed=seed * 1000 + 500 + j)
+    test = torch.cat([normal, anomalies])
+    kinds = np.array(["normal"] * n + list(kind_of), dtype=object)
+    perm = rng.permutation(2 * n)
+    return AnomalyTask(name=f"digits-c/{category} (validation)", split="validation",
+                       description="sklearn digits of the training pool: clean digits normal, corrupted ones "
+                                   f"({category}) anomalies.",
+                       train=train, test=test[torch.as_tensor(perm)],
+                       labels=torch.as_tensor((kinds[perm] != "normal").astype(np.int64)),
+                       kinds=[str(k) for k in kinds[perm]])
+
+
+def _photos(category: str, seed: int, profile: Profile, size: int, task: str) -> AnomalyTask:
+    rng = np.random.default_rng([seed, 44])
+
+    def draw(cls: int, split: str, n: int) -> torch.Tensor:
+        photo = load_photo(PHOTO_CLASSES[cls])
+        white = checkerboard_blocks(*photo.shape[1:])["train"]        # the test task's training blocks
+        blocks = [b for i, b in enumerate(white) if (i % 3 == 2) == (split == "test")]
+        return random_crops(photo, blocks, n, size, rng)
+
+    k = PHOTO_CLASSES.index(category)
+    train, test, labels, classes = sample_by_class(draw, len(PHOTO_CLASSES), [k], profile.n_train,
+                                                   profile.n_test, rng)
+    return AnomalyTask(name=f"{task}/{category} (validation)", split="validation",
+                       description=f"{size}px crops of the photos' training blocks: every third block validates.",
+                       train=train, test=test, labels=torch.as_tensor(labels),
+                       kinds=["normal" if lab == 0 else PHOTO_CLASSES[int(c)] for lab, c in zip(labels, classes)])
