@@ -2,13 +2,16 @@
 PY ?= python3
 PIP ?= $(PY) -m pip
 
-.PHONY: install katex bench test lab execute
+.PHONY: install katex bench bench-full test lab execute
 install:
 	$(PIP) install -q -e ".[dev]"
 
 BENCH_ARGS ?=
-bench: install   ## the main job: every detector on every offline task, AUROC table in results/
+bench: install   ## the main job: every offline task, one category and seed, the baselines and the U-Net (minutes)
 	$(PY) -m course_lib.bench $(BENCH_ARGS)
+
+bench-full: install  ## the complete grid behind results/ (cpu profile: hours, resumable from the user cache)
+	COURSE_PROFILE=$${COURSE_PROFILE:-cpu} $(PY) -m course_lib.bench --full
 
 # KaTeX renders the notebooks' math in tests/test_notebook_standard.py (git-ignored, installed once).
 KATEX_VERSION = 0.19.1

@@ -1,20 +1,33 @@
-"""The benchmark: every detector on every available task, over several seeds.
+"""The benchmark: every detector on every available task.
 
-    python -m course_lib.bench                       # all offline tasks, the active profile
+    python -m course_lib.bench            # the main job: minutes on a laptop (see QUICK below)
+    python -m course_lib.bench --full     # the complete grid behind the committed results/ (hours; resumable)
     python -m course_lib.bench --tasks textures --methods iforest copod --seeds 0
 
-Writes ``results/benchmark.csv`` (one row per task x category x method x seed),
-``results/benchmark.md`` (mean ± std per task and method) and ``results/benchmark.png``.
-Finished cells are cached in ``results/cache/<profile>-<fingerprint>/`` so an interrupted run resumes
-where it stopped; the fingerprint hashes every field of the profile, so changing a setting starts a
-fresh cache. (A change to course_lib's code does not: rerun with ``--no-cache`` then.)
+The default run covers every offline task with one category and one seed: the six pixel baselines
+and the U-Net's noise score on every task up to 32 px (a 64 px U-Net alone trains for about a quarter of
+an hour on 2 cores). ``--full`` runs :data:`FULL_CATEGORIES` over the profile's seeds with every method,
+the DiT's too, plus every real dataset found under ``$COURSE_DATA`` (categories and seeds it lacks are
+skipped with a note).
+
+Finished cells and trained models live in the user cache (``$COURSE_CACHE``, default
+``~/.cache/course_lib``), so an interrupted run, in this clone or another, resumes where it stopped,
+and a model interrupted in training resumes from its last checkpoint. The table (``benchmark.csv``,
+``benchmark.md``, ``benchmark.png``) is rewritten after every finished cell. Only ``--full`` in the
+``cpu`` profile writes the committed ``results/``; every other run writes to
+``$COURSE_CACHE/results/<profile>-<quick|full|custom>/`` unless ``--out`` says otherwise.
+The cache key hashes every field of the profile, so changing a setting starts afresh (a change to
+course_lib's code does not: rerun with ``--no-cache`` then).
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import math
 import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -24,7 +37,7 @@ from tqdm.auto import tqdm
 
 from . import config, data, metrics
 from .atomic import atomic_write, write_text_atomic
-from .baselines import BASELINES, make_baseline
+from .baselines import ALL_BASELINES, make_baseline
 from .detector import Detector
 from .diffusion_detector import DENOISER_LABELS, DiffusionDetector
 from .scoring import ScoreConfig
@@ -33,7 +46,7 @@ from .scoring import ScoreConfig
 # ("global" or "local"): the only thing about a task that a detector may know before it is fitted.
 Factory = Callable[[config.Profile, int, str], Detector]
 METHODS: dict[str, Factory] = {
-    name: (lambda prof, seed, extent, _n=name: make_baseline(_n, seed=seed)) for name in BASELINES
+    name: (lambda prof, seed, extent, _n=name: make_baseline(_n, seed=seed)) for name in ALL_BASELINES
 }
 
 
@@ -46,7 +59,7 @@ def _diffusion_method(denoiser: str, score: str) -> Factory:
     def make(prof: config.Profile, seed: int, extent: str) -> Detector:
         preset = prof.unet_preset if denoiser == "unet" else prof.dit_preset
         return DiffusionDetector(ScoreConfig.for_task(prof, score, extent), preset=preset, prof=prof, seed=seed,
-                                 progress=False)
+                                 progress=True)   # the training bar shows life inside a long cell
     return make
 
 
@@ -54,26 +67,58 @@ for _denoiser, _label in DENOISER_LABELS.items():
     register_method(f"{_label}/recon", _diffusion_method(_denoiser, "reconstruction"))
     register_method(f"{_label}/noise", _diffusion_method(_denoiser, "noise"))
 
+# The default run: every offline task, its default category, the profile's first seed; the baselines
+# everywhere and the U-Net's noise score (the course's best diffusion score) where a model trains in
+# minutes. About 15 minutes in the cpu profile on 2 cores, most of it training four U-Nets.
+QUICK_DIFFUSION_TASKS = ("digits", "digits-c", "textures", "photos")
+QUICK_DIFFUSION_METHOD = "ddpm-unet/noise"
 
-def _default_methods() -> list[str]:
-    return list(METHODS)
+# The --full grid's categories. digits: all ten classes (the paper's one-class protocol); digits-c: the
+# pooled task and each corruption alone (they share one model per seed: the same clean training digits);
+# textures: all three; photos and photos-64: three photos each (astronaut, chelsea, coffee: a portrait,
+# an animal and an object), since each photo costs a model per seed and denoiser (at 64 px about 15
+# minutes each on 2 cores).
+FULL_CATEGORIES: dict[str, list[str]] = {
+    "digits": data.task_categories("digits"),
+    "digits-c": data.task_categories("digits-c"),
+    "textures": data.task_categories("textures"),
+    "photos": data.task_categories("photos")[:3],
+    "photos-64": data.task_categories("photos-64")[:3],
+}
 
 
-def available_cells(tasks: list[str], prof: config.Profile, categories: dict[str, list[str]] | None = None):
-    """(task, category) pairs whose data exist; real datasets missing on disk are skipped with a note."""
-    cells = []
-    for name in tasks:
-        # corrupted-digit tasks: the pooled "all" task (each corruption alone is studied in notebook 08)
-        default = ["all"] if "all" in data.task_categories(name) else data.task_categories(name)
-        cats = (categories or {}).get(name) or default
-        if not data.TASKS[name].offline:
-            try:
-                data.load_task(name, cats[0], profile=prof)
-            except FileNotFoundError as e:
-                print(f"skipping {name}: {str(e).splitlines()[0]}")
-                continue
-        cells += [(name, c) for c in cats]
+@dataclass(frozen=True)
+class Cell:
+    """One number of the benchmark: a method fitted on one task, category and seed."""
+
+    task: str
+    category: str
+    method: str
+    seed: int
+
+    @property
+    def filename(self) -> str:
+        return f"{self.task}__{self.category}__{self.method}__{self.seed}.json".replace("/", "-")
+
+
+def quick_cells(prof: config.Profile) -> list[Cell]:
+    """The default run (see :data:`QUICK_DIFFUSION_TASKS`)."""
+    seed, cells = prof.seeds[0], []
+    for name in data.offline_tasks():
+        cat = data.TASKS[name].default_category
+        methods = list(ALL_BASELINES) + ([QUICK_DIFFUSION_METHOD] if name in QUICK_DIFFUSION_TASKS else [])
+        cells += [Cell(name, cat, m, seed) for m in methods]
     return cells
+
+
+def grid_cells(tasks: list[str], methods: list[str], seeds: list[int],
+               categories: dict[str, list[str]] | None = None) -> list[Cell]:
+    """Every task x category x seed x method; a task's categories from `categories`, else its default
+    category (for digits-c, the pooled "all"), seeds outermost within a category so that one
+    task is built once per seed."""
+    return [Cell(name, str(cat), m, seed) for name in tasks
+            for cat in (categories or {}).get(name) or [data.TASKS[name].default_category]
+            for seed in seeds for m in methods]
 
 
 def run_cell(task, method: str, prof: config.Profile, seed: int) -> dict:
@@ -96,38 +141,97 @@ def run_cell(task, method: str, prof: config.Profile, seed: int) -> dict:
     return row
 
 
-def cache_dir(out: Path, prof: config.Profile) -> Path:
-    """Where finished cells of this exact profile (every field) are kept."""
-    return out / "cache" / f"{prof.name}-{hashlib.sha1(repr(prof).encode()).hexdigest()[:10]}"
+def profile_fingerprint(prof: config.Profile) -> str:
+    return hashlib.sha1(repr(prof).encode()).hexdigest()[:10]
 
 
-def run(tasks: list[str], methods: list[str], seeds: list[int], prof: config.Profile,
-        out: Path, categories: dict[str, list[str]] | None = None, use_cache: bool = True) -> pd.DataFrame:
-    unknown = [m for m in methods if m not in METHODS]
+def cache_dir(prof: config.Profile, root: Path | None = None) -> Path:
+    """Where finished cells of this exact profile (every field) are kept: under the user cache."""
+    root = Path(root) if root is not None else config.cache_root() / "bench"
+    return root / f"{prof.name}-{profile_fingerprint(prof)}"
+
+
+def read_cell(path: Path, cell: Cell, prof: config.Profile) -> dict | None:
+    """The cached row of `cell`, or None if there is none. A file that is unreadable, truncated or
+    holds another cell (task, category, method, seed or profile) is named in a warning and ignored,
+    so the cell is recomputed."""
+    if not path.exists():
+        return None
+    try:
+        row = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(row, dict):
+            raise ValueError("not a JSON object")
+        key = {"task": cell.task, "category": cell.category, "method": cell.method, "seed": cell.seed,
+               "profile": prof.name, "fingerprint": profile_fingerprint(prof)}
+        wrong = [f"{k} {row.get(k)!r} (expected {v!r})" for k, v in key.items() if row.get(k) != v]
+        if wrong:
+            raise ValueError("it holds another cell: " + ", ".join(wrong))
+        if not (isinstance(row.get("auroc"), float) and 0.0 <= row["auroc"] <= 1.0):
+            raise ValueError(f"its AUROC {row.get('auroc')!r} is not a number in [0, 1]")
+    except (OSError, UnicodeDecodeError, ValueError) as err:   # json.JSONDecodeError is a ValueError
+        warnings.warn(f"benchmark cache: ignoring {path} ({err}); computing the cell again.", stacklevel=2)
+        return None
+    return row
+
+
+def run(cells: list[Cell], prof: config.Profile, *, cache: Path | None = None, use_cache: bool = True,
+        on_row: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
+    """Compute (or read from the cache) every cell; returns one row per cell that could run.
+
+    `on_row(table so far)` runs after every finished cell, so that a run stopped early still leaves a
+    table of what it did. A real dataset that is missing or incomplete on disk skips its cells with a
+    one-line note. The progress bar counts only the cells left to compute.
+    """
+    unknown = sorted({c.method for c in cells} - set(METHODS))
     if unknown:
         raise ValueError(f"Unknown method(s) {unknown}; valid methods: {', '.join(METHODS)}.")
-    cache = cache_dir(out, prof)
+    cache = cache if cache is not None else cache_dir(prof)
     cache.mkdir(parents=True, exist_ok=True)
-    rows = []
-    cells = available_cells(tasks, prof, categories)
-    bar = tqdm(total=len(cells) * len(methods) * len(seeds), desc="benchmark")
-    for name, cat in cells:
-        for seed in seeds:
-            task = None
-            for method in methods:
-                key = cache / f"{name}__{cat}__{method}__{seed}.json".replace("/", "-")
-                if use_cache and key.exists():
-                    rows.append(json.loads(key.read_text()))
-                else:
-                    task = task or data.load_task(name, cat, seed=seed, profile=prof)
-                    row = {"task": name, "category": str(cat), "profile": prof.name,
-                           **run_cell(task, method, prof, seed)}
-                    write_text_atomic(key, json.dumps(row))
-                    rows.append(row)
-                bar.set_postfix_str(f"{name}/{cat} {method} AUROC {rows[-1]['auroc']:.3f}")
-                bar.update()
+    found = {c: read_cell(cache / c.filename, c, prof) if use_cache else None for c in cells}
+    results = {c: row for c, row in found.items() if row is not None}
+
+    def table() -> pd.DataFrame:                   # finished rows, in the order of `cells`
+        return pd.DataFrame([results[c] for c in cells if c in results])
+
+    if results:
+        print(f"benchmark: {len(results)} of {len(cells)} cells found in the cache {cache}")
+        if on_row:
+            on_row(table())
+    bar = tqdm([c for c in cells if c not in results], desc="benchmark", unit="cell")
+    tasks, unavailable = {}, set()
+    for cell in bar:
+        source = (cell.task, cell.category, cell.seed)
+        if source in unavailable:
+            continue
+        bar.set_postfix_str(f"{cell.task}/{cell.category} seed {cell.seed}: {cell.method}")
+        if source not in tasks:
+            tasks.clear()                 # one task in memory at a time
+            try:
+                tasks[source] = data.load_task(cell.task, cell.category, seed=cell.seed, profile=prof)
+            except FileNotFoundError as err:   # a real dataset absent or only partly present
+                tqdm.write(f"skipping {cell.task}/{cell.category} seed {cell.seed}: {str(err).splitlines()[0]}")
+                unavailable.add(source)
+                continue
+        row = {"task": cell.task, "category": cell.category, "profile": prof.name,
+               "fingerprint": profile_fingerprint(prof), **run_cell(tasks[source], cell.method, prof, cell.seed)}
+        write_text_atomic(cache / cell.filename, json.dumps(row))
+        results[cell] = row
+        if on_row:
+            on_row(table())
     bar.close()
-    return pd.DataFrame(rows)
+    return table()
+
+
+def real_tasks_on_disk(prof: config.Profile) -> list[str]:
+    """The real datasets whose default category loads from $COURSE_DATA; the others get a one-line note."""
+    found = []
+    for name in (n for n, info in data.TASKS.items() if not info.offline):
+        try:
+            data.load_task(name, profile=prof)
+            found.append(name)
+        except FileNotFoundError as err:
+            print(f"not in the benchmark: {name} ({str(err).splitlines()[0]})")
+    return found
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
@@ -140,12 +244,13 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_markdown(summary: pd.DataFrame, prof: config.Profile, seeds: list[int]) -> str:
-    lines = [f"Profile `{prof.name}`; mean ± std over categories and seeds ({', '.join(map(str, seeds))}). "
-             "fit s = training seconds (diffusion) or fit seconds (baselines); NFE = network evaluations per image.",
+    lines = [f"Profile `{prof.name}`, test split; mean ± std over categories and seeds "
+             f"({', '.join(map(str, seeds))}). fit s = training seconds (diffusion) or fit seconds (baselines); "
+             "NFE = network evaluations per image.",
              "", "| task | method | AUROC | AUPRC | pixel AUROC | fit s | ms / image | NFE | cells |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in summary.itertuples():
-        pix = "–" if np.isnan(r.pixel_auroc) else f"{r.pixel_auroc:.3f}"
+        pix = "–" if math.isnan(r.pixel_auroc) else f"{r.pixel_auroc:.3f}"
         lines.append(f"| {r.task} | {r.method} | {r.auroc:.3f} ± {r.auroc_std:.3f} | {r.auprc:.3f} ± "
                      f"{r.auprc_std:.3f} | {pix} | {r.fit_s:.2f} | {r.ms_per_image:.2f} | {r.nfe:.0f} | {r.cells} |")
     return "\n".join(lines) + "\n"
@@ -159,7 +264,7 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(1.6 * summary["task"].nunique() + 3, 3.6))
     sns.barplot(data=summary, x="task", y="auroc", hue="method", ax=ax)
     ax.axhline(0.5, color="k", ls="--", lw=1)
-    ax.set(ylim=(0, 1), ylabel="image AUROC (mean)", title="Benchmark")
+    ax.set(ylim=(0, 1), ylabel="image AUROC (mean, test)", title="Benchmark")
     ax.legend(fontsize="small", ncol=2)
     fig.tight_layout()
     with atomic_write(path) as tmp:
@@ -167,33 +272,73 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def write_tables(df: pd.DataFrame, out: Path, prof: config.Profile, seeds: list[int], *,
+                 figure: bool = True) -> str:
+    """benchmark.csv, benchmark.md (returned) and benchmark.png in `out`, each written atomically."""
+    summary = summarize(df)
+    with atomic_write(out / "benchmark.csv") as tmp:
+        df.to_csv(tmp, index=False)
+    md = to_markdown(summary, prof, seeds)
+    write_text_atomic(out / "benchmark.md", md)
+    if figure:
+        plot(summary, out / "benchmark.png")
+    return md
+
+
+def default_out(prof: config.Profile, kind: str) -> Path:
+    """Only the cpu profile's --full run writes the committed results/; every other run its own folder."""
+    if kind == "full" and prof.name == "cpu":
+        return config.repo_root() / "results"
+    return config.cache_root() / "results" / f"{prof.name}-{kind}"
+
+
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    methods = _default_methods()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default=None, help="smoke | cpu | gpu (default: $COURSE_PROFILE)")
-    ap.add_argument("--tasks", nargs="+", default=None, help=f"default: all offline ({', '.join(data.offline_tasks())}) "
-                    "plus real datasets found under $COURSE_DATA")
-    ap.add_argument("--methods", nargs="+", default=methods, help=f"default: {' '.join(methods)}")
-    ap.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the profile's seeds")
-    ap.add_argument("--out", type=Path, default=config.repo_root() / "results")
+    ap.add_argument("--full", action="store_true", help="the complete grid (FULL_CATEGORIES x the profile's "
+                    "seeds x every method, plus real datasets found under $COURSE_DATA)")
+    ap.add_argument("--tasks", nargs="+", default=None, help=f"a custom run: these tasks ({', '.join(data.TASKS)})")
+    ap.add_argument("--categories", nargs="+", default=None,
+                    help="a custom run: these categories of each task (default: its default category)")
+    ap.add_argument("--methods", nargs="+", default=None, help=f"a custom run: these methods ({', '.join(METHODS)})")
+    ap.add_argument("--seeds", nargs="+", type=int, default=None, help="a custom run: these seeds "
+                    "(default: the profile's)")
+    ap.add_argument("--out", type=Path, default=None, help="where the tables go (default: see above)")
     ap.add_argument("--no-cache", action="store_true", help="recompute cells even if cached")
     args = ap.parse_args(argv)
     prof = config.profile(args.profile)
-    tasks = args.tasks or list(data.TASKS)
-    bad = [t for t in tasks if t not in data.TASKS]
+    custom = any(v is not None for v in (args.tasks, args.categories, args.methods, args.seeds))
+    if args.full and custom:
+        ap.error("--full runs the whole grid; leave out --tasks, --categories, --methods and --seeds")
+    bad = [t for t in args.tasks or [] if t not in data.TASKS]
     if bad:
         ap.error(f"unknown task(s) {bad}; valid tasks: {', '.join(data.TASKS)}")
     seeds = args.seeds if args.seeds is not None else list(prof.seeds)
-    config.setup(seed=seeds[0])
-    df = run(tasks, args.methods, seeds, prof, args.out, use_cache=not args.no_cache)
-    summary = summarize(df)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(args.out / "benchmark.csv") as tmp:
-        df.to_csv(tmp, index=False)
-    md = to_markdown(summary, prof, seeds)
-    write_text_atomic(args.out / "benchmark.md", md)
-    plot(summary, args.out / "benchmark.png")
+    if args.full:
+        kind = "full"
+        real = real_tasks_on_disk(prof)
+        cats = {**FULL_CATEGORIES, **{n: data.task_categories(n) for n in real}}
+        cells = grid_cells(list(FULL_CATEGORIES) + real, list(METHODS), seeds, cats)
+    elif custom:
+        kind = "custom"
+        tasks = args.tasks or data.offline_tasks()
+        cats = {t: [c for c in args.categories or [] if c in data.task_categories(t)] for t in tasks}
+        if args.categories and not any(cats.values()):
+            ap.error(f"none of the categories {args.categories} belongs to the tasks {tasks}")
+        cells = grid_cells(tasks, args.methods or list(METHODS), seeds, cats)
+    else:
+        kind, cells = "quick", quick_cells(prof)
+        seeds = sorted({c.seed for c in cells})
+    out = args.out if args.out is not None else default_out(prof, kind)
+    config.setup(seed=seeds[0], quiet=True)
+    print(f"benchmark ({kind}, profile {prof.name}): {len(cells)} cells -> {out}")
+    df = run(cells, prof, use_cache=not args.no_cache,
+             on_row=lambda table: write_tables(table, out, prof, seeds, figure=False))
+    if not len(df):
+        raise SystemExit("benchmark: no cell could run (see the notes above).")
+    md = write_tables(df, out, prof, seeds)
     print(md)
+    print(f"tables: {out / 'benchmark.md'}, {out / 'benchmark.csv'}, {out / 'benchmark.png'}")
     return df
 
 

@@ -1,42 +1,136 @@
-"""The benchmark runner: tables, files, resume from cache, clear errors."""
+"""The benchmark runner: the default run's cut, tables, resume from the user cache, damaged cache files,
+partly present datasets, clear errors."""
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from course_lib import bench, config
+from course_lib import bench, config, data
+from course_lib.baselines import ALL_BASELINES
 from course_lib.scoring import ScoreConfig
 
+SMOKE = config.profile("smoke")
 
-def test_bench_writes_tables_and_resumes(tmp_path, monkeypatch):
+
+@pytest.fixture(autouse=True)
+def user_cache(tmp_path, monkeypatch):
+    """Every test gets its own user cache (cells, models, tables)."""
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("COURSE_CHECKPOINTS", raising=False)
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
-    args = ["--tasks", "digits-c", "--methods", "iforest", "copod", "--seeds", "0", "--out", str(tmp_path)]
+    return tmp_path / "cache"
+
+
+def test_bench_writes_tables_and_reads_cells_back(tmp_path, user_cache):
+    args = ["--tasks", "digits-c", "--methods", "iforest", "copod", "--seeds", "0", "--out", str(tmp_path / "out")]
     df = bench.main(args)
-    assert set(df["method"]) == {"iforest", "copod"} and (df["category"] == "all").all()
+    assert list(df["method"]) == ["iforest", "copod"] and (df["category"] == "all").all()
     assert df["auroc"].between(0, 1).all()
-    csv = pd.read_csv(tmp_path / "benchmark.csv")
-    assert len(csv) == 2
-    md = (tmp_path / "benchmark.md").read_text()
-    assert "| digits-c | iforest |" in md and "seeds (0)" in md
-    assert (tmp_path / "benchmark.png").stat().st_size > 0
+    assert len(pd.read_csv(tmp_path / "out" / "benchmark.csv")) == 2
+    md = (tmp_path / "out" / "benchmark.md").read_text()
+    assert "| digits-c | iforest |" in md and "seeds (0)" in md and "test split" in md
+    assert (tmp_path / "out" / "benchmark.png").stat().st_size > 0
     # A cached cell is read back, not recomputed: change its AUROC on disk and see it come back.
-    cached = bench.cache_dir(tmp_path, config.profile("smoke")) / "digits-c__all__iforest__0.json"
+    cached = bench.cache_dir(SMOKE) / "digits-c__all__iforest__0.json"
+    assert cached.is_relative_to(user_cache)
     row = json.loads(cached.read_text())
-    row["auroc"] = 0.123
-    cached.write_text(json.dumps(row))
-    again = bench.main(args)
-    assert again.loc[again["method"] == "iforest", "auroc"].item() == 0.123
+    cached.write_text(json.dumps({**row, "auroc": 0.123}))
+    assert bench.main(args).loc[0, "auroc"] == 0.123
     # ... but not by a run whose profile differs in any setting: that one recomputes the cell.
-    changed = bench.run(["digits-c"], ["iforest"], [0], config.profile("smoke", n_test=30), tmp_path)
+    changed = bench.run([bench.Cell("digits-c", "all", "iforest", 0)], config.profile("smoke", n_test=30))
     assert changed["auroc"].item() != 0.123
 
 
-def test_bench_refuses_unknown_names(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+def test_a_killed_run_resumes_without_recomputing_and_gives_the_same_table(monkeypatch, tmp_path):
+    cells = bench.grid_cells(["digits", "digits-c"], ["iforest", "knn", "copod"], [0])
+    uninterrupted = bench.run(cells, SMOKE, cache=tmp_path / "other")
+    computed = []
+    real_run_cell = bench.run_cell
+    monkeypatch.setattr(bench, "run_cell", lambda task, method, *a: computed.append(method) or
+                        real_run_cell(task, method, *a))
+
+    def kill_after_two(table):
+        if len(table) == 2:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        bench.run(cells, SMOKE, on_row=kill_after_two)
+    assert computed == ["iforest", "knn"]
+    resumed = bench.run(cells, SMOKE)
+    assert computed == ["iforest", "knn", "copod", "iforest", "knn", "copod"]   # the two finished cells came back
+    cols = ["task", "category", "method", "seed", "auroc", "auprc"]
+    pd.testing.assert_frame_equal(resumed[cols], uninterrupted[cols])
+
+
+def test_a_truncated_or_swapped_cache_file_is_named_and_recomputed():
+    cells = bench.grid_cells(["digits"], ["iforest", "copod"], [0])
+    first = bench.run(cells, SMOKE)
+    folder = bench.cache_dir(SMOKE)
+    iforest, copod = (folder / c.filename for c in cells)
+    text = iforest.read_text()
+    iforest.write_text(text[: len(text) // 2])                   # truncated, as after a crash mid-write
+    copod.write_text(text)                                     # another cell's file under this cell's name
+    with pytest.warns(UserWarning) as caught:
+        again = bench.run(cells, SMOKE)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "digits__0__iforest__0.json" in messages and "computing the cell again" in messages
+    assert "digits__0__copod__0.json" in messages and "method 'iforest' (expected 'copod')" in messages
+    pd.testing.assert_frame_equal(again[["method", "auroc"]], first[["method", "auroc"]])
+    assert json.loads(copod.read_text())["method"] == "copod"   # rewritten whole
+
+
+def test_a_partly_present_mvtec_folder_runs_the_categories_it_has(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    base = tmp_path / "data" / "mvtec_anomaly_detection" / "bottle"  # only one of the 15 categories
+    for split, kind, n in (("train", "good", 8), ("test", "good", 3), ("test", "crack", 3)):
+        for i in range(n):
+            (base / split / kind).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(base / split / kind / f"{i:03d}.png")
+            if kind == "crack":
+                (base / "ground_truth" / kind).mkdir(parents=True, exist_ok=True)
+                mask = np.zeros((32, 32), np.uint8)
+                mask[8:16, 8:16] = 255
+                Image.fromarray(mask).save(base / "ground_truth" / kind / f"{i:03d}_mask.png")
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    cells = bench.grid_cells(["mvtec"], ["iforest"], [0], {"mvtec": ["bottle", "cable"]})
+    df = bench.run(cells, SMOKE)
+    assert list(df["category"]) == ["bottle"]
+    out = capsys.readouterr().out + capsys.readouterr().err
+    assert "skipping mvtec/cable seed 0" in out
+
+
+def test_the_default_run_is_every_offline_task_once_and_writes_outside_results():
+    cells = bench.quick_cells(config.profile("cpu"))
+    assert {c.task for c in cells} == set(data.offline_tasks())
+    assert {(c.task, c.category) for c in cells} == {(t, data.TASKS[t].default_category) for t in data.offline_tasks()}
+    assert {c.seed for c in cells} == {0}
+    diffusion = {c.task for c in cells if c.method not in ALL_BASELINES}
+    assert diffusion == set(bench.QUICK_DIFFUSION_TASKS) and len(diffusion) <= 6   # models that train in minutes
+    assert {c.method for c in cells if c.task == "photos-64"} == set(ALL_BASELINES)
+    results = config.repo_root() / "results"
+    assert bench.default_out(config.profile("cpu"), "full") == results
+    for name, kind in (("cpu", "quick"), ("smoke", "full"), ("gpu", "full"), ("cpu", "custom")):
+        assert not bench.default_out(config.profile(name), kind).is_relative_to(results)
+
+
+def test_same_seed_same_auroc(tmp_path, monkeypatch, one_thread):
+    """A diffusion cell and a baseline cell, computed twice from scratch (no cache, no saved model)."""
+    cells = bench.grid_cells(["digits"], ["iforest", "ddpm-unet/noise"], [0])
+    runs = []
+    for i in range(2):
+        monkeypatch.setenv("COURSE_CACHE", str(tmp_path / f"cache{i}"))
+        runs.append(bench.run(cells, SMOKE)["auroc"].tolist())
+    assert runs[0] == runs[1]
+
+
+def test_bench_refuses_unknown_names(tmp_path):
     with pytest.raises(SystemExit):
         bench.main(["--tasks", "imagenet", "--out", str(tmp_path)])
     with pytest.raises(ValueError, match="Unknown method.*iforest"):
-        bench.main(["--tasks", "digits-c", "--methods", "knn", "--out", str(tmp_path)])
+        bench.main(["--tasks", "digits-c", "--methods", "lof", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        bench.main(["--full", "--tasks", "digits", "--out", str(tmp_path)])
 
 
 def test_image_score_follows_the_tasks_extent():
