@@ -65,6 +65,9 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("noise, 4 noise pairs", score=dict(n_noise=4)),
     Variant("noise, 2 levels (10, 300)", score=dict(t_stars=(10, 300))),
     Variant("noise, mid timesteps only (50, 100, 150, 200)", score=dict(t_stars=(50, 100, 150, 200))),
+    # the large levels moved down to where the validation level sweep finds the smooth defects (t = 100-200)
+    Variant("noise, levels (10, 25, 100, 200)", score=dict(t_stars=(10, 25, 100, 200))),
+    Variant("noise, levels (10, 25, 200, 300)", score=dict(t_stars=(10, 25, 200, 300))),
     Variant("noise, raw maps (no calibration)", score=dict(calibrate=False)),
     Variant("noise, max of the map instead of the peak", score=dict(reduce="max")),
     Variant("reconstruction score (paper)", score=dict(score="reconstruction")),

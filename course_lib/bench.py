@@ -138,7 +138,13 @@ def run_cell(task, method: str, prof: config.Profile, seed: int) -> dict:
            "nfe": det.nfe_per_image}
     if task.masks is not None and hasattr(det, "anomaly_maps"):
         row["pixel_auroc"] = metrics.pixel_auroc(task.masks, det.anomaly_maps(task.test))
+    # per image, for ROC curves and AUROC per kind of anomaly (kept in the cache, left out of the CSV)
+    row.update(scores=[float(v) for v in scores], labels=task.labels.tolist(),
+               kinds=list(task.kinds) or ["normal" if y == 0 else "anomaly" for y in task.labels.tolist()])
     return row
+
+
+PER_IMAGE = ("scores", "labels", "kinds")   # list-valued columns of a row: one entry per test image
 
 
 def profile_fingerprint(prof: config.Profile) -> str:
@@ -251,8 +257,9 @@ def to_markdown(summary: pd.DataFrame, prof: config.Profile, seeds: list[int]) -
              "|---|---|---|---|---|---|---|---|---|"]
     for r in summary.itertuples():
         pix = "–" if math.isnan(r.pixel_auroc) else f"{r.pixel_auroc:.3f}"
-        lines.append(f"| {r.task} | {r.method} | {r.auroc:.3f} ± {r.auroc_std:.3f} | {r.auprc:.3f} ± "
-                     f"{r.auprc_std:.3f} | {pix} | {r.fit_s:.2f} | {r.ms_per_image:.2f} | {r.nfe:.0f} | {r.cells} |")
+        spread = (lambda std: f" ± {std:.3f}") if r.cells > 1 else (lambda std: "")   # one cell has no spread
+        lines.append(f"| {r.task} | {r.method} | {r.auroc:.3f}{spread(r.auroc_std)} | {r.auprc:.3f}"
+                     f"{spread(r.auprc_std)} | {pix} | {r.fit_s:.2f} | {r.ms_per_image:.2f} | {r.nfe:.0f} | {r.cells} |")
     return "\n".join(lines) + "\n"
 
 
@@ -277,7 +284,7 @@ def write_tables(df: pd.DataFrame, out: Path, prof: config.Profile, seeds: list[
     """benchmark.csv, benchmark.md (returned) and benchmark.png in `out`, each written atomically."""
     summary = summarize(df)
     with atomic_write(out / "benchmark.csv") as tmp:
-        df.to_csv(tmp, index=False)
+        df.drop(columns=[c for c in PER_IMAGE if c in df], errors="ignore").to_csv(tmp, index=False)
     md = to_markdown(summary, prof, seeds)
     write_text_atomic(out / "benchmark.md", md)
     if figure:

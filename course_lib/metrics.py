@@ -80,3 +80,52 @@ def summary(labels, scores) -> dict[str, float]:
     """AUROC, AUPRC and best F1 in one dict (what the benchmark tables report)."""
     f1, _ = best_f1(labels, scores)
     return {"auroc": auroc(labels, scores), "auprc": auprc(labels, scores), "f1": f1}
+
+
+def paired_bootstrap_auroc_diff(labels, scores_a, scores_b, *, n_boot: int = 2000, seed: int = 0,
+                                level: float = 0.95) -> tuple[float, float, float]:
+    """AUROC(b) - AUROC(a) on the test set, and a `level` percentile interval for it.
+
+    Each bootstrap draw resamples the test images with replacement, the normal and the anomalous ones
+    separately (so every draw keeps both classes in their numbers), and scores both detectors on the
+    *same* draw (paired), so that what the two share (the hard images) cancels in the difference.
+    """
+    y, a = _check(labels, scores_a, "paired_bootstrap_auroc_diff")
+    _, b = _check(labels, scores_b, "paired_bootstrap_auroc_diff")
+    if n_boot < 1 or not 0 < level < 1:
+        raise ValueError(f"paired_bootstrap_auroc_diff: n_boot={n_boot} must be >= 1 and level={level} in (0, 1).")
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    y_draw = np.r_[np.ones(len(pos), np.int64), np.zeros(len(neg), np.int64)]
+    diffs = np.empty(n_boot)
+    for i in range(n_boot):
+        idx = np.r_[rng.choice(pos, len(pos)), rng.choice(neg, len(neg))]
+        diffs[i] = roc_auc_score(y_draw, b[idx]) - roc_auc_score(y_draw, a[idx])
+    lo, hi = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
+    return float(roc_auc_score(y, b) - roc_auc_score(y, a)), float(lo), float(hi)
+
+
+def delong_diff_se(labels, scores_a, scores_b) -> float:
+    """Standard error of AUROC(b) - AUROC(a) on one test set, in closed form (DeLong et al. 1988):
+    each AUROC is a mean of placement values, and their covariance follows from those."""
+    y, a = _check(labels, scores_a, "delong_diff_se")
+    _, b = _check(labels, scores_b, "delong_diff_se")
+    pos, neg = y == 1, y == 0
+
+    def placements(s):  # V10: share of normals below each anomaly; V01: share of anomalies above each normal
+        cmp = (s[pos][:, None] > s[neg][None, :]) + 0.5 * (s[pos][:, None] == s[neg][None, :])
+        return cmp.mean(1), cmp.mean(0)
+    (v10a, v01a), (v10b, v01b) = placements(a), placements(b)
+    s10, s01 = np.cov(np.stack([v10a, v10b])), np.cov(np.stack([v01a, v01b]))
+    var = (s10[0, 0] + s10[1, 1] - 2 * s10[0, 1]) / pos.sum() + (s01[0, 0] + s01[1, 1] - 2 * s01[0, 1]) / neg.sum()
+    return float(np.sqrt(max(var, 0.0)))
+
+
+def pareto_front(cost, quality) -> np.ndarray:
+    """Boolean mask of the points that no other point beats: none is at most as costly and at least as
+    good, and strictly better in one of the two (lower cost and higher quality are better)."""
+    c, q = np.asarray(cost, np.float64).ravel(), np.asarray(quality, np.float64).ravel()
+    if c.shape != q.shape:
+        raise ValueError(f"pareto_front: {c.size} costs but {q.size} qualities; they must match one to one.")
+    beaten = (c[None, :] <= c[:, None]) & (q[None, :] >= q[:, None]) & ((c[None, :] < c[:, None]) | (q[None, :] > q[:, None]))
+    return ~beaten.any(1)

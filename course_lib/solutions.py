@@ -179,10 +179,38 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale[:, None]) + shift[:, None]
 
 
+# --- 08 · the benchmark ---------------------------------------------------------------------------
+def paired_bootstrap(labels, scores_a, scores_b, n_boot, seed):
+    """AUROC(b) - AUROC(a), and the 2.5 % and 97.5 % quantiles of it over stratified, paired resamples."""
+    from sklearn.metrics import roc_auc_score
+    labels, a, b = np.asarray(labels), np.asarray(scores_a), np.asarray(scores_b)
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    diffs = []
+    for _ in range(n_boot):
+        idx = np.r_[rng.choice(pos, len(pos)), rng.choice(neg, len(neg))]   # the same images for a and b
+        diffs.append(roc_auc_score(y, b[idx]) - roc_auc_score(y, a[idx]))
+    low, high = np.quantile(diffs, [0.025, 0.975])
+    return roc_auc_score(labels, b) - roc_auc_score(labels, a), low, high
+
+
+def pareto_front(cost, quality):
+    """True where no other point is at most as costly, at least as good, and strictly better in one."""
+    cost, quality = np.asarray(cost), np.asarray(quality)
+    keep = np.ones(len(cost), dtype=bool)
+    for i in range(len(cost)):
+        at_least_as_good = (cost <= cost[i]) & (quality >= quality[i])
+        strictly_better = (cost < cost[i]) | (quality > quality[i])
+        keep[i] = not (at_least_as_good & strictly_better).any()
+    return keep
+
+
 NAMES: tuple[str, ...] = (
     "my_auroc", "to_unit_range", "protocol_labels", "standardize", "confusion_at_threshold", "alphas_cumprod",
     "q_sample_closed_form", "posterior_mean_variance", "gaussian_kl", "elbo_term", "ddim_update",
     "sinusoidal_embedding", "attention", "ema_update", "warmup_lr", "noise_error_map", "ddim_reconstruct", "blur", "z_map", "even_residual_map", "patchify", "modulate",
+    "paired_bootstrap", "pareto_front",
 )
 
 

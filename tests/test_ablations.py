@@ -67,6 +67,7 @@ class _SpyDetector:
 
 
 @pytest.mark.parametrize("name", ["noise, mirrored", "noise, 2x training", "noise, 2x image", "noise, mid",
+                                  "noise, levels (10, 25, 100", "noise, levels (10, 25, 200",
                                   "noise, raw", "noise, max", "noise, 2x image side, large", "reconstruction",
                                   "noise, 2 plain", "noise, pair without", "noise, 2 levels"])
 def test_each_variant_changes_what_its_name_says(name, monkeypatch):
@@ -87,6 +88,10 @@ def test_each_variant_changes_what_its_name_says(name, monkeypatch):
         assert det.prof.train_steps == 2 * prof.train_steps and torch.equal(images, ref_images)
     elif name == "noise, mid":
         assert ref.sc.t_stars == prof.noise_timesteps and det.sc.t_stars == (50, 100, 150, 200)
+        assert det.sc.n_noise == ref.sc.n_noise and torch.equal(images, ref_images)
+    elif name.startswith("noise, levels"):       # only the large levels move
+        import re
+        assert det.sc.t_stars == tuple(int(v) for v in re.findall(r"\d+", variant.name)) and det.sc.t_stars[:2] == (10, 25)
         assert det.sc.n_noise == ref.sc.n_noise and torch.equal(images, ref_images)
     elif name == "noise, 2 levels":
         assert det.sc.t_stars == (10, 300) and det.sc.antithetic and det.sc.n_noise == ref.sc.n_noise

@@ -27,7 +27,13 @@ def test_bench_writes_tables_and_reads_cells_back(tmp_path, user_cache):
     df = bench.main(args)
     assert list(df["method"]) == ["iforest", "copod"] and (df["category"] == "all").all()
     assert df["auroc"].between(0, 1).all()
-    assert len(pd.read_csv(tmp_path / "out" / "benchmark.csv")) == 2
+    csv = pd.read_csv(tmp_path / "out" / "benchmark.csv")
+    assert len(csv) == 2 and "scores" not in csv
+    task = data.load_task("digits-c", "all", seed=0, profile=SMOKE)   # the per-image scores are the AUROC's
+    from course_lib import metrics
+    for r in df.itertuples():
+        assert r.labels == task.labels.tolist() and r.kinds == task.kinds
+        assert metrics.auroc(r.labels, r.scores) == pytest.approx(r.auroc, abs=1e-12)
     md = (tmp_path / "out" / "benchmark.md").read_text()
     assert "| digits-c | iforest |" in md and "seeds (0)" in md and "test split" in md
     assert (tmp_path / "out" / "benchmark.png").stat().st_size > 0

@@ -22,6 +22,7 @@ CHECK_OF = {
     "noise_error_map": checks.check_noise_prediction_map, "blur": checks.check_smooth_maps,
     "z_map": checks.check_z_map, "even_residual_map": checks.check_even_residual_map,
     "patchify": checks.check_patchify, "modulate": checks.check_modulate,
+    "paired_bootstrap": checks.check_paired_bootstrap, "pareto_front": checks.check_pareto_front,
 }
 
 

@@ -7,3 +7,4 @@ from .unet import *  # noqa: F401,F403
 from .scoring import *  # noqa: F401,F403
 from .better_scores import *  # noqa: F401,F403
 from .dit import *  # noqa: F401,F403
+from .benchmark import *  # noqa: F401,F403
