@@ -257,9 +257,11 @@ def to_markdown(summary: pd.DataFrame, prof: config.Profile, seeds: list[int]) -
              "|---|---|---|---|---|---|---|---|---|"]
     for r in summary.itertuples():
         pix = "–" if math.isnan(r.pixel_auroc) else f"{r.pixel_auroc:.3f}"
-        spread = (lambda std: f" ± {std:.3f}") if r.cells > 1 else (lambda std: "")   # one cell has no spread
-        lines.append(f"| {r.task} | {r.method} | {r.auroc:.3f}{spread(r.auroc_std)} | {r.auprc:.3f}"
-                     f"{spread(r.auprc_std)} | {pix} | {r.fit_s:.2f} | {r.ms_per_image:.2f} | {r.nfe:.0f} | {r.cells} |")
+        auroc, auprc = f"{r.auroc:.3f}", f"{r.auprc:.3f}"
+        if r.cells > 1:                                  # one cell has no spread to show
+            auroc, auprc = f"{auroc} ± {r.auroc_std:.3f}", f"{auprc} ± {r.auprc_std:.3f}"
+        lines.append(f"| {r.task} | {r.method} | {auroc} | {auprc} | {pix} | {r.fit_s:.2f} | {r.ms_per_image:.2f} "
+                     f"| {r.nfe:.0f} | {r.cells} |")
     return "\n".join(lines) + "\n"
 
 

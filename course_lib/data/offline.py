@@ -78,12 +78,7 @@ def build_digits_c(category: str, *, protocol: str, seed: int, profile: Profile,
     normal = x_te[torch.as_tensor(order[:n_norm])]
     to_corrupt = x_te[torch.as_tensor(order[n_norm:n_norm + n_anom])]
     names = list(CORRUPTIONS) if category == "all" else [category]
-    kind_of = np.array(equal_shares(names, n_anom, rng), dtype=object)
-    anomalies = to_corrupt.clone()
-    for j, name in enumerate(names):
-        sel = torch.as_tensor(np.flatnonzero(kind_of == name))
-        if len(sel):
-            anomalies[sel] = corrupt(name, to_corrupt[sel], seed=seed * 1000 + j)
+    anomalies, kind_of = corrupt_in_equal_shares(to_corrupt, names, rng, seed_base=seed * 1000)
     test = torch.cat([normal, anomalies])
     labels = np.r_[np.zeros(n_norm, np.int64), np.ones(n_anom, np.int64)]
     kinds = ["normal"] * n_norm + list(kind_of)
@@ -94,6 +89,19 @@ def build_digits_c(category: str, *, protocol: str, seed: int, profile: Profile,
                     f"({category}) are anomalies.",
         train=train, test=test[torch.as_tensor(perm)], labels=torch.as_tensor(labels[perm]),
         kinds=[str(kinds[i]) for i in perm])
+
+
+def corrupt_in_equal_shares(images: torch.Tensor, names: list[str], rng: np.random.Generator, *,
+                            seed_base: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Each image gets one of the corruptions `names`, in equal shares at random positions; corruption j
+    draws its randomness from ``seed_base + j``. Returns (corrupted images, the corruption of each)."""
+    kind_of = np.array(equal_shares(names, len(images), rng), dtype=object)
+    out = images.clone()
+    for j, name in enumerate(names):
+        sel = torch.as_tensor(np.flatnonzero(kind_of == name))
+        if len(sel):
+            out[sel] = corrupt(name, images[sel], seed=seed_base + j)
+    return out, kind_of
 
 
 # --- photos -----------------------------------------------------------------------------------------

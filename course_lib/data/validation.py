@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from ..config import Profile
-from .corruptions import CORRUPTIONS, corrupt
-from .offline import DIGIT_CLASSES, PHOTO_CLASSES, checkerboard_blocks, digit_pools, load_photo, random_crops
+from .corruptions import CORRUPTIONS
+from .offline import (DIGIT_CLASSES, PHOTO_CLASSES, checkerboard_blocks, corrupt_in_equal_shares, digit_pools,
+                      load_photo, random_crops)
 from .protocols import equal_shares, sample_by_class, select_by_class, split_halves, take
 from .task import AnomalyTask
 from .textures import DEFECTS, TEXTURE_CLASSES, add_defect, load_texture, texture_crops
@@ -119,12 +120,8 @@ def _digits_c(category: str, seed: int, profile: Profile, size: int) -> AnomalyT
     n = min(profile.n_test // 2, len(order) // 2)
     normal, to_corrupt = x_pool[torch.as_tensor(order[:n])], x_pool[torch.as_tensor(order[n:2 * n])]
     names = list(CORRUPTIONS) if category == "all" else [category]
-    kind_of = np.array(equal_shares(names, n, rng), dtype=object)
-    anomalies = to_corrupt.clone()
-    for j, name in enumerate(names):
-        sel = torch.as_tensor(np.flatnonzero(kind_of == name))
-        if len(sel):   # the test task corrupts with seed * 1000 + j; these seeds are not among them
-            anomalies[sel] = corrupt(name, to_corrupt[sel], seed=seed * 1000 + 500 + j)
+    # the test task corrupts with the seeds seed * 1000 + j; these are not among them
+    anomalies, kind_of = corrupt_in_equal_shares(to_corrupt, names, rng, seed_base=seed * 1000 + 500)
     test = torch.cat([normal, anomalies])
     kinds = np.array(["normal"] * n + list(kind_of), dtype=object)
     perm = rng.permutation(2 * n)
