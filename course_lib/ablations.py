@@ -54,8 +54,12 @@ class Variant:
     name: str
     score: dict = field(default_factory=dict)  # ScoreConfig fields to override
     flips: bool = False                        # also train on the crops mirrored left-right, up-down and both
-    steps_factor: int = 1                      # train for this many times the profile's steps
+    steps_factor: float = 1                    # train for this many times the profile's steps
     size_factor: int = 1                       # patches this many times the profile's side (and map sigma)
+    schedule: str = "linear"                   # the noise schedule (course_lib.diffusion.SCHEDULES)
+    timesteps: int | None = None               # T; every timestep of the score scaled to the same fraction of T
+    denoiser: str = "unet"                     # the profile's U-Net ("unet") or DiT ("dit")
+    width: int = 1                             # the U-Net's widths times this (preset suffix -w<k>)
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -78,6 +82,31 @@ VARIANTS: tuple[Variant, ...] = (
 )
 
 
+# The design choices the paper leaves open (notebook 09), one at a time against the benchmark's detector:
+# the schedule, T, the reconstruction score's t* and K, the width, the training length and the network.
+DESIGN_VARIANTS: tuple[Variant, ...] = (
+    Variant("noise score (benchmark)"),
+    Variant("cosine schedule", schedule="cosine"),
+    Variant("T = 250, timesteps scaled to T", timesteps=250),
+    Variant("2x U-Net width", width=2),
+    Variant("DiT instead of the U-Net", denoiser="dit"),
+    Variant("1/8 of the training steps", steps_factor=1 / 8),
+    Variant("1/4 of the training steps", steps_factor=1 / 4),
+    Variant("1/2 of the training steps", steps_factor=1 / 2),
+    Variant("reconstruction score (paper)", score=dict(score="reconstruction")),
+    Variant("reconstruction, t* = 100 only", score=dict(score="reconstruction", t_stars=(100,))),
+    Variant("reconstruction, t* = 250 only", score=dict(score="reconstruction", t_stars=(250,))),
+    Variant("reconstruction, K = 5 steps", score=dict(score="reconstruction", steps=5)),
+    Variant("reconstruction, K = 20 steps", score=dict(score="reconstruction", steps=20)),
+)
+
+
+def scaled_timesteps(t_stars: tuple[int, ...], T: int, reference_T: int = 1000) -> tuple[int, ...]:
+    """Timesteps chosen for a chain of `reference_T` steps, moved to the same fraction of a chain of T
+    (rounded half up, at least 1): (10, 25, 300, 400) at T = 250 is (3, 6, 75, 100)."""
+    return tuple(max(1, int(t * T / reference_T + 0.5)) for t in t_stars)
+
+
 def mirrored(images: torch.Tensor) -> torch.Tensor:
     """The images followed by their left-right, up-down and double mirror images (4x as many).
     Valid for textures, whose statistics do not change under a flip; not for digits or photos."""
@@ -87,20 +116,25 @@ def mirrored(images: torch.Tensor) -> torch.Tensor:
 def run_variant(variant: Variant, category: str, seed: int, prof: config.Profile, split: str = "validation") -> dict:
     """Train (or load) and score one variant on one texture category's `split` ("validation": the
     settings are chosen here; "test": only to report a choice already made); returns its metrics."""
-    vprof = dataclasses.replace(prof, train_steps=prof.train_steps * variant.steps_factor,
-                                texture_size=prof.texture_size * variant.size_factor)
+    T = variant.timesteps or prof.timesteps
+    vprof = dataclasses.replace(prof, train_steps=max(1, round(prof.train_steps * variant.steps_factor)),
+                                texture_size=prof.texture_size * variant.size_factor, timesteps=T)
     task = data.load_task("textures", category, seed=seed, profile=vprof, split=split)
     base = ScoreConfig.for_task(vprof, variant.score.get("score", "noise"), task.extent)
-    scaled = dict(sigma=base.sigma * variant.size_factor, coarse_sigma=base.coarse_sigma * variant.size_factor)
+    scaled = dict(sigma=base.sigma * variant.size_factor, coarse_sigma=base.coarse_sigma * variant.size_factor,
+                  t_stars=scaled_timesteps(base.t_stars, T, prof.timesteps))
     sc = dataclasses.replace(base, **{**scaled, **variant.score})
-    det = DiffusionDetector(sc, prof=vprof, seed=seed, progress=False)
+    preset = vprof.dit_preset if variant.denoiser == "dit" else \
+        vprof.unet_preset + (f"-w{variant.width}" if variant.width > 1 else "")
+    det = DiffusionDetector(sc, prof=vprof, seed=seed, progress=False, schedule=variant.schedule, preset=preset)
     # calibration uses the first images given to fit: with flips=True those are the unflipped crops
     det.fit(mirrored(task.train) if variant.flips else task.train)
     scores = det.decision_function(task.test)
     row = {"category": str(category), "variant": variant.name, "seed": seed, "split": split,
            "auroc": metrics.auroc(task.labels, scores),
            "pixel_auroc": metrics.pixel_auroc(task.masks, det.anomaly_maps(task.test)),
-           "train_s": float(det.train_info_["seconds"]), "nfe": det.nfe_per_image}
+           "train_s": float(det.train_info_["seconds"]), "train_steps": int(det.train_info_["steps"]),
+           "nfe": det.nfe_per_image}
     row.update({f"auroc[{k}]": v for k, v in metrics.auroc_by_kind(task.labels, scores, task.kinds).items()})
     return row
 

@@ -98,31 +98,52 @@ class DiffusionDetector(Detector):
 
     def level_maps(self, images) -> torch.Tensor:
         """(L, N, 1, H, W): each noise level's smoothed error map, before calibration."""
-        raw = self._errors(as_images(images, f"{self.name}.level_maps: images"))
-        return smooth_maps(raw.flatten(0, 1), self.settings.sigma).view_as(raw)
+        images = as_images(images, f"{self.name}.level_maps: images")
+        self._check_fitted()
+        bs = self.settings.batch_size
+        raw = torch.cat([self._raw_maps(images[i:i + bs].to(self.device_)).cpu()
+                         for i in range(0, len(images), bs)], dim=1)
+        return self._smooth(raw)
 
-    def _errors(self, images: torch.Tensor) -> torch.Tensor:
+    def differentiable_scores(self, images: torch.Tensor) -> torch.Tensor:
+        """(N,) the scores of ``decision_function`` as a tensor on the detector's device that carries
+        gradients back to `images` (float, (N, C, H, W) in [-1, 1], ``requires_grad=True``), for an
+        attack (:func:`course_lib.robustness.pgd_attack`). The scoring noise is fixed by the score's
+        seed, so the score is a deterministic function of the images. One batch: the caller splits."""
+        self._check_fitted()
+        if not isinstance(images, torch.Tensor) or images.dim() != 4 or tuple(images.shape[1:]) != self.image_shape_:
+            raise ValueError(f"{self.name}.differentiable_scores: expected a float tensor of shape (N, "
+                             f"{', '.join(map(str, self.image_shape_))}), got "
+                             f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}.")
+        maps = self._combine(self._smooth(self._raw_maps(images.to(self.device_))))
+        return image_score_from_map(maps, self.settings.reduce)
+
+    def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise RuntimeError(f"{self.name}: call fit(normal_images) first.")
-        sc, parts = self.settings, []
-        for i in range(0, len(images), sc.batch_size):
-            x = images[i:i + sc.batch_size].to(self.device_)
-            with torch.autocast(self.device_.type, dtype=torch.bfloat16, enabled=self.profile.bf16 and
-                                self.device_.type == "cuda"):
-                if sc.score == "reconstruction":
-                    r = reconstruction_error(self.diffusion_, self.model_, x, sc.t_stars, steps=sc.steps,
-                                             sampler=sc.sampler, eta=sc.eta, n_noise=sc.n_noise,
-                                             seed=sc.seed, error=sc.error)
-                else:
-                    r = noise_prediction_error(self.diffusion_, self.model_, x, sc.t_stars, n_noise=sc.n_noise,
-                                               seed=sc.seed, antithetic=sc.antithetic,
-                                               coarse_sigma=sc.coarse_sigma)
-            parts.append(r.level_maps.float().cpu())
-        return torch.cat(parts, dim=1)
+
+    def _smooth(self, raw: torch.Tensor) -> torch.Tensor:
+        return smooth_maps(raw.flatten(0, 1), self.settings.sigma).view_as(raw)
+
+    def _raw_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """(L, B, 1, H, W) raw error maps of one batch, on x's device; differentiable in x if x requires grad."""
+        sc = self.settings
+        with torch.autocast(self.device_.type, dtype=torch.bfloat16, enabled=self.profile.bf16 and
+                            self.device_.type == "cuda"):
+            if sc.score == "reconstruction":
+                r = reconstruction_error(self.diffusion_, self.model_, x, sc.t_stars, steps=sc.steps,
+                                         sampler=sc.sampler, eta=sc.eta, n_noise=sc.n_noise,
+                                         seed=sc.seed, error=sc.error)
+            else:
+                r = noise_prediction_error(self.diffusion_, self.model_, x, sc.t_stars, n_noise=sc.n_noise,
+                                           seed=sc.seed, antithetic=sc.antithetic,
+                                           coarse_sigma=sc.coarse_sigma)
+        return r.level_maps.float()
 
     def _combine(self, level_maps: torch.Tensor) -> torch.Tensor:
         if self.calibration_ is not None:
-            level_maps = standardize_maps(level_maps, self.calibration_)
+            cal = MapCalibration(*(v.to(level_maps.device) for v in self.calibration_))
+            level_maps = standardize_maps(level_maps, cal)
         return level_maps.mean(0)
 
     def _reduce(self, level_maps: torch.Tensor) -> np.ndarray:

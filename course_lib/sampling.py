@@ -18,6 +18,7 @@ noising to t* and denoising back as an anomaly score.
 """
 from __future__ import annotations
 
+import functools
 from typing import Literal, Sequence
 
 import numpy as np
@@ -30,6 +31,18 @@ SamplerName = Literal[
     "ddim",  # deterministic for eta = 0 (Song et al. 2021); K steps on a sub-sequence of timesteps
     "ddpm",  # ancestral sampling (Ho et al. 2020, Alg. 2); all t* steps, or respaced to K steps
 ]
+
+
+def grad_through_images(fn):
+    """Run `fn` without autograd, unless the images it is given (its first tensor argument) require grad:
+    then gradients flow back to them, for an adversarial attack on a score (course_lib.robustness).
+    Sampling and scoring never build a graph otherwise, whatever the network's parameters say."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        images = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
+        with torch.set_grad_enabled(images is not None and images.requires_grad):
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def randn(shape: Sequence[int], *, generator: torch.Generator | None = None,
@@ -106,7 +119,7 @@ def ddim_step(diffusion: Diffusion, model: Model, x_t: torch.Tensor, t: int, t_p
     return x_prev
 
 
-@torch.no_grad()
+@grad_through_images
 def ddim_denoise(diffusion: Diffusion, model: Model, x_t: torch.Tensor, t: int, *, steps: int | None = None,
                  eta: float = 0.0, clip_denoised: bool = False, generator: torch.Generator | None = None,
                  progress: bool = False) -> tuple[torch.Tensor, int]:
@@ -123,7 +136,7 @@ def ddim_denoise(diffusion: Diffusion, model: Model, x_t: torch.Tensor, t: int, 
     return x, len(taus)
 
 
-@torch.no_grad()
+@grad_through_images
 def ddpm_denoise(diffusion: Diffusion, model: Model, x_t: torch.Tensor, t: int, *,
                  variance: Variance = "fixed_small", clip_denoised: bool = False,
                  generator: torch.Generator | None = None, progress: bool = False) -> tuple[torch.Tensor, int]:
@@ -161,7 +174,7 @@ def ddim_sample(diffusion: Diffusion, model: Model, shape: Sequence[int], *, ste
                         clip_denoised=clip_denoised, generator=generator, progress=progress)
 
 
-@torch.no_grad()
+@grad_through_images
 def reconstruct(diffusion: Diffusion, model: Model, x0: torch.Tensor, t_star: int, *, steps: int | None = None,
                 sampler: SamplerName = "ddim", eta: float = 0.0, variance: Variance = "fixed_small",
                 clip_denoised: bool = False, noise: torch.Tensor | None = None,

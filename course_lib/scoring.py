@@ -22,7 +22,7 @@ import torch
 from . import config
 from .anomaly_maps import MAP_REDUCE, MAP_REDUCES, MapReduce, smooth_maps, ssim_map
 from .diffusion import Diffusion
-from .sampling import reconstruct
+from .sampling import grad_through_images, reconstruct
 
 ScoreName = Literal["reconstruction", "noise"]
 ErrorName = Literal["mse", "ssim"]
@@ -47,7 +47,7 @@ def _generator(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
-@torch.no_grad()
+@grad_through_images
 def reconstruction_error(diffusion: Diffusion, model, x0: torch.Tensor, t_stars=(250,), *, steps: int = 10,
                          sampler: Literal["ddim", "ddpm"] = "ddim", eta: float = 0.0, n_noise: int = 1,
                          seed: int = 0, error: ErrorName = "mse") -> ScoreResult:
@@ -60,20 +60,21 @@ def reconstruction_error(diffusion: Diffusion, model, x0: torch.Tensor, t_stars=
     if error not in ("mse", "ssim"):
         raise ValueError(f"Unknown reconstruction error {error!r}; use 'mse' or 'ssim'.")
     gen = _generator(seed, x0.device)
-    levels = torch.zeros(len(t_stars), x0.shape[0], 1, *x0.shape[2:], device=x0.device)
-    nfe = 0
-    for level, t_star in zip(levels, t_stars):
+    levels, nfe = [], 0
+    for t_star in t_stars:
+        level = 0.0
         for _ in range(n_noise):
             x_hat, used = reconstruct(diffusion, model, x0, t_star, steps=steps, sampler=sampler, eta=eta,
                                       generator=gen)
             x_hat = x_hat.float()
             err = (x0 - x_hat).pow(2) if error == "mse" else 1 - ssim_map(x0.float(), x_hat)
-            level += err.mean(1, keepdim=True)
+            level = level + err.mean(1, keepdim=True)   # out of place: gradients may flow (an attack)
             nfe += used
-    return _result(levels / n_noise, nfe)
+        levels.append(level)
+    return _result(torch.stack(levels) / n_noise, nfe)
 
 
-@torch.no_grad()
+@grad_through_images
 def noise_prediction_error(diffusion: Diffusion, model, x0: torch.Tensor, timesteps=(50, 250), *,
                            n_noise: int = 1, seed: int = 0, antithetic: bool = False,
                            coarse_sigma: float = 0.0) -> ScoreResult:
@@ -97,12 +98,13 @@ def noise_prediction_error(diffusion: Diffusion, model, x0: torch.Tensor, timest
         raise ValueError(f"coarse_sigma = {coarse_sigma}: it blurs the even part of an antithetic pair, so it must "
                          f"be >= 0, and > 0 only with antithetic=True.")
     gen = _generator(seed, x0.device)
-    levels = torch.zeros(len(timesteps), x0.shape[0], 1, *x0.shape[2:], device=x0.device)
-    for level, t1 in zip(levels, timesteps):
+    levels = []
+    for t1 in timesteps:
         if not 1 <= int(t1) <= diffusion.T:
             raise ValueError(f"timestep {t1} must lie in [1, {diffusion.T}] (1-indexed, as t* in the paper).")
         t = torch.full((x0.shape[0],), int(t1) - 1, device=x0.device, dtype=torch.long)
         coarse = coarse_sigma > 0 and float(diffusion.alphas_cumprod[int(t1) - 1]) < 0.5   # SNR_t < 1
+        level = 0.0
         for _ in range(n_noise):
             eps = torch.randn((1, *x0.shape[1:]), generator=gen, device=x0.device).expand_as(x0)
             r = eps - model(diffusion.q_sample(x0, t, eps), t).float()
@@ -110,8 +112,9 @@ def noise_prediction_error(diffusion: Diffusion, model, x0: torch.Tensor, timest
                 r = (r - eps - model(diffusion.q_sample(x0, t, -eps), t).float()) / 2   # (r(eps) + r(-eps)) / 2
                 if coarse:
                     r = smooth_maps(r.flatten(0, 1)[:, None], coarse_sigma).view_as(r)
-            level += r.pow(2).mean(1, keepdim=True)
-    return _result(levels / n_noise, len(timesteps) * n_noise * (2 if antithetic else 1))
+            level = level + r.pow(2).mean(1, keepdim=True)   # out of place: gradients may flow (an attack)
+        levels.append(level)
+    return _result(torch.stack(levels) / n_noise, len(timesteps) * n_noise * (2 if antithetic else 1))
 
 
 def _result(level_maps: torch.Tensor, nfe: int) -> ScoreResult:

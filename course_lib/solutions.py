@@ -206,11 +206,25 @@ def pareto_front(cost, quality):
     return keep
 
 
+# --- 09 · robustness ----------------------------------------------------------------------------
+def pgd_step(x, x_start, grad, radius, step):
+    """Down the sign of the gradient, then back into the L-infinity ball around the start and into [-1, 1]."""
+    x = x - step * grad.sign()
+    x = torch.minimum(torch.maximum(x, x_start - radius), x_start + radius)
+    return x.clamp(-1, 1)
+
+
+def false_alarms(val_normal_scores, test_normal_scores, q):
+    """The threshold from clean validation normals; the share of other normal images above it."""
+    threshold = float(np.percentile(val_normal_scores, q))
+    return threshold, float(np.mean(np.asarray(test_normal_scores) > threshold))
+
+
 NAMES: tuple[str, ...] = (
     "my_auroc", "to_unit_range", "protocol_labels", "standardize", "confusion_at_threshold", "alphas_cumprod",
     "q_sample_closed_form", "posterior_mean_variance", "gaussian_kl", "elbo_term", "ddim_update",
     "sinusoidal_embedding", "attention", "ema_update", "warmup_lr", "noise_error_map", "ddim_reconstruct", "blur", "z_map", "even_residual_map", "patchify", "modulate",
-    "paired_bootstrap", "pareto_front",
+    "paired_bootstrap", "pareto_front", "pgd_step", "false_alarms",
 )
 
 

@@ -51,9 +51,9 @@ class _SpyDetector:
     """Stands in for DiffusionDetector: records what run_variant hands it, scores by brightness."""
     seen: list = []
 
-    def __init__(self, sc, *, prof, seed, progress):
-        self.sc, self.prof = sc, prof
-        self.nfe_per_image, self.train_info_ = 1, {"seconds": 0.0}
+    def __init__(self, sc, *, prof, seed, progress, schedule="linear", preset=None):
+        self.sc, self.prof, self.schedule, self.preset = sc, prof, schedule, preset
+        self.nfe_per_image, self.train_info_ = 1, {"seconds": 0.0, "steps": prof.train_steps}
 
     def fit(self, images):
         _SpyDetector.seen.append((self, images))
@@ -133,3 +133,46 @@ def test_level_sweep_scores_each_timestep_alone(tmp_path, monkeypatch, one_threa
     assert rows[0]["auroc"] == pytest.approx(metrics.auroc(task.labels, alone), abs=1e-12)
     with pytest.raises(SystemExit):
         ablations.main(["--profile", "smoke", "--levels", "0", "--out", str(tmp_path)])
+
+
+def test_timesteps_scale_to_the_same_fraction_of_a_shorter_chain():
+    assert ablations.scaled_timesteps((10, 25, 300, 400), 250) == (3, 6, 75, 100)
+    assert ablations.scaled_timesteps((10, 25, 300, 400), 1000) == (10, 25, 300, 400)
+    assert ablations.scaled_timesteps((1,), 250) == (1,)                 # never below the first step
+    names = [v.name for v in ablations.DESIGN_VARIANTS]
+    assert len(set(names)) == len(names) and names[0] == "noise score (benchmark)"
+
+
+def test_design_variants_change_the_chain_the_schedule_and_the_network(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path / "ckpt"))
+    prof = config.profile("smoke", train_steps=8)
+    by_name = {v.name: v for v in ablations.DESIGN_VARIANTS}
+    made = []
+    real_init = DiffusionDetector.__init__
+
+    def spy(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        made.append(self)
+    monkeypatch.setattr(DiffusionDetector, "__init__", spy)
+    for name in ("T = 250, timesteps scaled to T", "cosine schedule", "1/4 of the training steps",
+                 "2x U-Net width", "DiT instead of the U-Net"):
+        row = ablations.run_variant(by_name[name], "grass", 0, prof)
+        assert 0 <= row["auroc"] <= 1
+    t250, cosine, short, wide, dit = made
+    assert wide.denoiser_preset == prof.unet_preset + "-w2" and dit.denoiser_preset == prof.dit_preset
+    assert row["train_steps"] == 8
+    assert t250.diffusion_.T == 250 and t250.settings.t_stars == ablations.scaled_timesteps(prof.noise_timesteps, 250)
+    assert cosine.diffusion_.schedule == "cosine" and cosine.diffusion_.T == 1000
+    assert short.train_info_["steps"] == 2                                # 8 steps / 4
+
+
+def test_a_width_suffix_doubles_every_unet_width():
+    from course_lib.nets import denoiser_config, make_denoiser
+    small = denoiser_config("unet-small", in_channels=1, image_size=32)
+    wide = denoiser_config("unet-small-w2", in_channels=1, image_size=32)
+    assert wide.base_channels == 2 * small.base_channels and wide.channel_mult == small.channel_mult
+    n = [sum(p.numel() for p in make_denoiser(p, in_channels=1, image_size=32).parameters())
+         for p in ("unet-small", "unet-small-w2")]
+    assert 3.4 < n[1] / n[0] < 4.0                                      # convolutions grow with width squared
+    with pytest.raises(ValueError, match="width factor"):
+        denoiser_config("unet-small-wx", in_channels=1, image_size=32)

@@ -23,6 +23,7 @@ CHECK_OF = {
     "z_map": checks.check_z_map, "even_residual_map": checks.check_even_residual_map,
     "patchify": checks.check_patchify, "modulate": checks.check_modulate,
     "paired_bootstrap": checks.check_paired_bootstrap, "pareto_front": checks.check_pareto_front,
+    "pgd_step": checks.check_pgd_step, "false_alarms": checks.check_false_alarms,
 }
 
 

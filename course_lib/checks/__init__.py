@@ -8,3 +8,4 @@ from .scoring import *  # noqa: F401,F403
 from .better_scores import *  # noqa: F401,F403
 from .dit import *  # noqa: F401,F403
 from .benchmark import *  # noqa: F401,F403
+from .robustness import *  # noqa: F401,F403

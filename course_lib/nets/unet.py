@@ -9,7 +9,7 @@ features (DDPM) or as a GroupNorm scale and shift (Improved DDPM, "scale-shift n
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -76,7 +76,16 @@ def unet_config(preset: str, *, in_channels: int, image_size: int) -> UNetConfig
     unet-tiny:  smoke tests; trains in seconds, learns little.
     unet-small: the cpu profile; a model that learns 16-64 px images in minutes on 2 CPU cores.
     unet-base:  the gpu profile; DDPM/Improved-DDPM scale (128 channels, 2 blocks per level).
+
+    A suffix ``-w<k>`` multiplies every width by k: ``unet-small-w2`` is unet-small at twice the width
+    (about 4x the parameters and the compute), for a model-size ablation.
     """
+    base_name, sep, factor = preset.rpartition("-w") if isinstance(preset, str) else ("", "", "")
+    if sep and base_name in PRESETS:
+        if not factor.isdigit() or int(factor) < 1:
+            raise ValueError(f"U-Net preset {preset!r}: the width factor after '-w' must be a whole number >= 1.")
+        cfg = unet_config(base_name, in_channels=in_channels, image_size=image_size)
+        return replace(cfg, base_channels=cfg.base_channels * int(factor))
     def attention_at(mult: tuple[int, ...], sides: tuple[int, ...]) -> tuple[int, ...]:
         levels = [image_size // 2 ** i for i in range(len(mult))]
         return tuple(r for r in levels if r in sides and r < image_size)
