@@ -20,6 +20,7 @@ from .. import config
 from ..config import Profile
 from .corruptions import CORRUPTIONS, corrupt  # noqa: F401
 from .folders import MVTEC_CATEGORIES, build_mini_imagenet, build_mvtec
+from .own_images import load_own_task  # noqa: F401
 from .offline import DIGIT_CLASSES, PHOTO_CLASSES, build_digits, build_digits_c, build_photos
 from .protocols import PROTOCOLS  # noqa: F401
 from .real import CIFAR10_CLASSES, MNIST_C_CORRUPTIONS, MNIST_CLASSES, build_cifar10, build_mnist, build_mnist_c
@@ -28,7 +29,7 @@ from .textures import DEFECTS, TEXTURE_CLASSES, add_defect, build_textures  # no
 from .validation import VALIDATION_TASKS, validation_task, with_synthetic_defects
 
 __all__ = ["AnomalyTask", "as_images", "check_images", "load_task", "TASKS", "TaskInfo", "task_categories",
-           "offline_tasks", "CORRUPTIONS", "corrupt", "DEFECTS", "add_defect", "PROTOCOLS"]
+           "offline_tasks", "CORRUPTIONS", "corrupt", "DEFECTS", "add_defect", "PROTOCOLS", "load_own_task"]
 
 
 @dataclass(frozen=True)
