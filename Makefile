@@ -25,8 +25,8 @@ katex:           ## install KaTeX for the notebook math check, unless this versi
 test: install katex  ## unit tests + every notebook under nbval (set COURSE_PROFILE=smoke for speed)
 	COURSE_PROFILE=$${COURSE_PROFILE:-smoke} COURSE_SOLUTIONS=1 $(PY) -m pytest
 
-lab: install     ## open the course in JupyterLab
-	$(PY) -m jupyter lab notebooks/
+lab: install     ## open the course in JupyterLab (as root, in a container, too)
+	$(PY) -m jupyter lab notebooks/ $$(test "$$(id -u)" = 0 && echo --allow-root)
 
 execute: install ## re-run every notebook in the cpu profile and keep the outputs (for committing; a cell may train models for over an hour on 2 cores)
 	COURSE_PROFILE=$${COURSE_PROFILE:-cpu} COURSE_SOLUTIONS=1 $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
