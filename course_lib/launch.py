@@ -1,0 +1,138 @@
+"""Where the course lives, and the launch badges built from it.
+
+The repository's address is written once, in ``pyproject.toml`` (``[project.urls] Repository``). Each
+notebook's header carries an "Open in Colab" and a Binder badge for its own path on the main branch, and
+its first code cell installs ``course_lib`` from the repository on Colab (only there, keeping Colab's torch,
+torchvision and ipywidgets). Both are generated here:
+
+    python -m course_lib.launch            # rewrite the badges and the install line of every notebook
+    python -m course_lib.launch --check    # exit 1 if any notebook's badges are not the generated ones
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from importlib import metadata
+from pathlib import Path
+from urllib.parse import quote
+
+from .atomic import write_text_atomic
+from .config import repo_root
+
+BRANCH = "main"
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+BINDER_BADGE = "https://mybinder.org/badge_logo.svg"
+_BADGE_LINE = re.compile(r"^\[!\[(?:Open In Colab|Binder)\]\(.*\)\]\(.*\)[ \t]*$", re.M)
+# the Colab block of every notebook's first code cell: from its comment down to `import course_lib`
+_COLAB_BLOCK = re.compile(r"^# On Colab.*?(?=^import course_lib$)", re.M | re.S)
+# what Colab already has: never reinstalled (its torch matches its CUDA; its ipywidgets, its widget manager)
+COLAB_PREINSTALLED = ("torch", "torchvision", "ipywidgets", "numpy", "scipy", "scikit-learn", "scikit-image",
+                      "matplotlib", "seaborn", "pandas", "tqdm", "pillow")
+
+
+def repository_url() -> str:
+    """https://github.com/OWNER/NAME, from pyproject.toml in a checkout, else the installed metadata."""
+    pyproject = repo_root() / "pyproject.toml"
+    if pyproject.exists():
+        m = re.search(r"^\[project\.urls\][^\[]*?^Repository\s*=\s*\"([^\"]+)\"", pyproject.read_text(), re.M | re.S)
+        if m:
+            return m.group(1).rstrip("/")
+    for entry in metadata.metadata("course_lib").get_all("Project-URL") or []:
+        label, _, url = entry.partition(",")
+        if label.strip() == "Repository":
+            return url.strip().rstrip("/")
+    raise RuntimeError("no repository URL: add Repository = \"https://github.com/OWNER/NAME\" under "
+                       "[project.urls] in pyproject.toml.")
+
+
+def _slug() -> str:
+    m = re.fullmatch(r"https://github\.com/([^/]+/[^/]+)", repository_url())
+    if not m:
+        raise RuntimeError(f"the repository URL {repository_url()!r} is not https://github.com/OWNER/NAME, "
+                           "which Colab and Binder need.")
+    return m.group(1)
+
+
+def colab_url(notebook: str) -> str:
+    """`notebook` is its path in the repository, e.g. notebooks/00_setup_and_data.ipynb."""
+    return f"https://colab.research.google.com/github/{_slug()}/blob/{BRANCH}/{notebook}"
+
+
+def binder_url(notebook: str) -> str:
+    return f"https://mybinder.org/v2/gh/{_slug()}/{BRANCH}?labpath={quote(notebook, safe='')}"
+
+
+def badges(notebook: str) -> str:
+    """The two badge lines of a notebook's header."""
+    return (f"[![Open In Colab]({COLAB_BADGE})]({colab_url(notebook)})\n"
+            f"[![Binder]({BINDER_BADGE})]({binder_url(notebook)})")
+
+
+def install_spec() -> str:
+    return f'"course_lib @ git+{repository_url()}"'
+
+
+def colab_missing() -> list[str]:
+    """course_lib's requirements (pyproject.toml) that Colab does not ship, e.g. ['pyod>=1.1']."""
+    text = (repo_root() / "pyproject.toml").read_text()
+    block = re.search(r"^dependencies\s*=\s*\[(.*?)^\]", text, re.M | re.S)
+    reqs = re.findall(r'"([^"]+)"', block.group(1)) if block else []
+    return [r for r in reqs if re.split(r"[<>=!~ \[]", r, 1)[0].lower() not in COLAB_PREINSTALLED]
+
+
+def colab_block() -> str:
+    """The lines that install course_lib on Colab, and only there (elsewhere they do nothing)."""
+    extra = " ".join(f'"{r}"' for r in colab_missing())
+    return ("# On Colab, install course_lib from the repository and what Colab lacks; Colab's own torch,\n"
+            "# torchvision and ipywidgets are kept, and its widget manager is switched on.\n"
+            "import sys\n"
+            'if "google.colab" in sys.modules:\n'
+            f"    %pip install -q --no-deps {install_spec()}\n"
+            + (f"    %pip install -q {extra}\n" if extra else "")
+            + "    from google.colab import output\n"
+              "    output.enable_custom_widget_manager()\n")
+
+
+def course_notebooks() -> list[Path]:
+    return sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _updated(path: Path) -> tuple[dict, bool]:
+    nb = json.loads(path.read_text())
+    rel = path.relative_to(repo_root()).as_posix()
+    header = "".join(nb["cells"][0]["source"])
+    lines = [m for m in _BADGE_LINE.finditer(header)]
+    if len(lines) != 2:
+        raise ValueError(f"{rel}: the header has {len(lines)} badge lines, expected a Colab and a Binder badge.")
+    new_header = header[:lines[0].start()] + badges(rel) + header[lines[1].end():]
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    source = "".join(code["source"])
+    if not _COLAB_BLOCK.search(source):
+        raise ValueError(f"{rel}: the first code cell has no Colab block ('# On Colab ...' before 'import course_lib').")
+    new_source = _COLAB_BLOCK.sub(lambda _: colab_block(), source, count=1)
+    changed = new_header != header or new_source != source
+    nb["cells"][0]["source"] = new_header.splitlines(keepends=True)
+    code["source"] = new_source.splitlines(keepends=True)
+    return nb, changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="only report notebooks whose badges are out of date")
+    args = ap.parse_args(argv)
+    stale = []
+    for path in course_notebooks():
+        nb, changed = _updated(path)
+        if changed:
+            stale.append(path.name)
+            if not args.check:
+                write_text_atomic(path, json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n")
+    verb = "out of date" if args.check else "updated"
+    print(f"{len(stale)} notebook(s) {verb}" + (f": {', '.join(stale)}" if stale else ""))
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

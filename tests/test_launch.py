@@ -1,0 +1,53 @@
+"""Launch badges: generated from the one repository URL in pyproject.toml, each naming its own notebook."""
+import json
+import re
+import shutil
+from urllib.parse import unquote
+
+import pytest
+
+from course_lib import config, launch
+
+
+def test_every_notebook_carries_its_own_generated_badges_and_install_line():
+    notebooks = launch.course_notebooks()
+    assert len(notebooks) >= 10
+    root = config.repo_root()
+    for path in notebooks:
+        nb = json.loads(path.read_text())
+        rel = path.relative_to(root).as_posix()
+        header = "".join(nb["cells"][0]["source"])
+        assert launch.badges(rel) in header, rel
+        colab = re.search(r"\(https://colab\.research\.google\.com/github/[^/]+/[^/]+/blob/main/([^)]+)\)", header)
+        binder = re.search(r"\(https://mybinder\.org/v2/gh/[^/]+/[^/]+/main\?labpath=([^)]+)\)", header)
+        for found in (colab.group(1), unquote(binder.group(1))):
+            assert found == rel and (root / found).is_file()      # the badge opens this very notebook
+        code = "".join(next(c for c in nb["cells"] if c["cell_type"] == "code")["source"])
+        assert launch.colab_block() in code and launch.install_spec() in code
+        assert "--no-deps" in code and '"pyod>=1.1"' in code          # Colab's torch is never touched
+
+
+def test_colab_installs_only_what_it_lacks():
+    missing = launch.colab_missing()
+    assert missing == ["pyod>=1.1"]
+    assert not any(r.split(">")[0] in ("torch", "torchvision", "ipywidgets") for r in missing)
+
+
+def test_the_url_is_read_from_pyproject_and_stale_badges_are_found_and_fixed(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "repo"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "x"\n\n[project.urls]\n'
+                                         'Repository = "https://github.com/someone/fork"\n')
+    shutil.copy(config.repo_root() / "notebooks" / "00_setup_and_data.ipynb", root / "notebooks")
+    monkeypatch.setattr(launch, "repo_root", lambda: root)
+    assert launch.repository_url() == "https://github.com/someone/fork"
+    assert launch.main(["--check"]) == 1 and "out of date: 00_setup_and_data.ipynb" in capsys.readouterr().out
+    assert launch.main([]) == 0
+    assert launch.main(["--check"]) == 0
+    text = (root / "notebooks" / "00_setup_and_data.ipynb").read_text()
+    assert "github/someone/fork/blob/main/notebooks/00_setup_and_data.ipynb" in text
+    assert "v2/gh/someone/fork/main?labpath=notebooks%2F00_setup_and_data.ipynb" in text
+    assert "git+https://github.com/someone/fork" in text and "diffusion-ad-course" not in text
+    (root / "pyproject.toml").write_text('[project.urls]\nRepository = "https://gitlab.com/a/b"\n')
+    with pytest.raises(RuntimeError, match="OWNER/NAME"):
+        launch.badges("notebooks/00_setup_and_data.ipynb")
