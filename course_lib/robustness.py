@@ -152,7 +152,7 @@ def pgd_attack(score_fn: ScoreFn, images: torch.Tensor, eps: float, *, steps: in
     out = []
     for i in range(0, len(x0), batch_size):
         start = x0[i:i + batch_size]
-        x, best, best_score = start.clone(), start.clone(), None
+        x, best, best_score = start.clone(), start.clone(), None   # step 0 scores the start itself
         for step in range(steps + 1):
             x.requires_grad_(step < steps)
             s = score_fn(x)
@@ -163,8 +163,11 @@ def pgd_attack(score_fn: ScoreFn, images: torch.Tensor, eps: float, *, steps: in
                 raise FloatingPointError("pgd_attack: score_fn returned NaN or infinite scores.")
             # keep each image's lowest-scoring iterate: a sign step can overshoot where the score curves
             score = s.detach().cpu()
-            better = torch.ones_like(score, dtype=torch.bool) if best_score is None else score < best_score
-            best[better], best_score = x.detach()[better], score if best_score is None else torch.minimum(score, best_score)
+            if best_score is None:
+                best_score = score
+            better = score < best_score
+            best[better] = x.detach()[better]
+            best_score = torch.minimum(score, best_score)
             if step == steps:
                 break
             (grad,) = torch.autograd.grad(s.sum(), x)

@@ -3,7 +3,6 @@ import csv
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from course_lib import detect

@@ -1,5 +1,4 @@
 """Nuisances, thresholds and the PGD attack of course_lib.robustness, against independent references."""
-import dataclasses
 import io
 
 import numpy as np
