@@ -23,6 +23,9 @@ NFE per image, as a mean over the seeds. It writes ``results/ablations-textures-
 With ``--levels`` it instead scores one timestep at a time (:func:`level_sweep`) and writes
 ``results/levels-textures-validation.md``: which noise level sees which kind of defect.
 
+:data:`DESIGN_VARIANTS` are the design choices the paper leaves open (schedule, T, width, training length,
+U-Net or DiT, the reconstruction's t* and K), run one at a time by notebook 09 with :func:`run_variant`.
+
 Trained models are cached like everywhere else (the checkpoint name hashes the training images and
 the settings), so a rerun only scores (about 35 minutes in the ``cpu`` profile on 2 CPU cores). A fresh
 run trains 4 models per category and seed, about 25 minutes each on 2 cores.
