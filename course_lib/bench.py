@@ -8,7 +8,8 @@ The default run covers every offline task with one category and one seed: the si
 and the U-Net's noise score on every task up to 32 px (a 64 px U-Net alone trains for about a quarter of
 an hour on 2 cores). ``--full`` runs :data:`FULL_CATEGORIES` over the profile's seeds with every method,
 the DiT's too, plus every real dataset found under ``$COURSE_DATA`` (categories and seeds it lacks are
-skipped with a note).
+skipped with a note), and scores every diffusion method of the first seed on the validation split as
+well (:func:`validation_cells`), so the table shows validation AUROC beside test AUROC.
 
 Finished cells and trained models live in the user cache (``$COURSE_CACHE``, default
 ``~/.cache/course_lib``), so an interrupted run, in this clone or another, resumes where it stopped,
@@ -75,30 +76,34 @@ QUICK_DIFFUSION_METHOD = "ddpm-unet/noise"
 
 # The --full grid's categories. digits: all ten classes (the paper's one-class protocol); digits-c: the
 # pooled task and each corruption alone (they share one model per seed: the same clean training digits);
-# textures: all three; photos and photos-64: three photos each (astronaut, chelsea, coffee: a portrait,
-# an animal and an object), since each photo costs a model per seed and denoiser (at 64 px about 15
-# minutes each on 2 cores).
+# textures: all three; photos: three photos (astronaut, chelsea, coffee: a portrait, an animal and an
+# object), since each photo costs a model per seed and denoiser; photos-64: the astronaut alone, the
+# same crops at twice the side for the paper's "DiT scales to larger images" (a 64 px model trains for
+# 20-30 minutes on 2 cores, so three photos would add five hours).
 FULL_CATEGORIES: dict[str, list[str]] = {
     "digits": data.task_categories("digits"),
     "digits-c": data.task_categories("digits-c"),
     "textures": data.task_categories("textures"),
     "photos": data.task_categories("photos")[:3],
-    "photos-64": data.task_categories("photos-64")[:3],
+    "photos-64": data.task_categories("photos-64")[:1],
 }
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One number of the benchmark: a method fitted on one task, category and seed."""
+    """One number of the benchmark: a method fitted on one task, category and seed, and scored on the
+    task's test split (reported) or its validation split (:func:`course_lib.data.load_task`)."""
 
     task: str
     category: str
     method: str
     seed: int
+    split: str = "test"
 
     @property
     def filename(self) -> str:
-        return f"{self.task}__{self.category}__{self.method}__{self.seed}.json".replace("/", "-")
+        suffix = "" if self.split == "test" else f"__{self.split}"
+        return f"{self.task}__{self.category}__{self.method}__{self.seed}{suffix}.json".replace("/", "-")
 
 
 def quick_cells(prof: config.Profile) -> list[Cell]:
@@ -119,6 +124,14 @@ def grid_cells(tasks: list[str], methods: list[str], seeds: list[int],
     return [Cell(name, str(cat), m, seed) for name in tasks
             for cat in (categories or {}).get(name) or [data.TASKS[name].default_category]
             for seed in seeds for m in methods]
+
+
+def validation_cells(cells: list[Cell], seed: int) -> list[Cell]:
+    """The validation twin of every diffusion cell of `seed`: the same method, scored on the task's
+    validation split by a model trained on its validation training images. It shows whether the
+    settings, chosen on validation data, carry over to the test images (one more model per cell)."""
+    return [Cell(c.task, c.category, c.method, c.seed, "validation") for c in cells
+            if c.seed == seed and c.split == "test" and c.method not in ALL_BASELINES]
 
 
 def run_cell(task, method: str, prof: config.Profile, seed: int) -> dict:
@@ -168,7 +181,8 @@ def read_cell(path: Path, cell: Cell, prof: config.Profile) -> dict | None:
         if not isinstance(row, dict):
             raise ValueError("not a JSON object")
         key = {"task": cell.task, "category": cell.category, "method": cell.method, "seed": cell.seed,
-               "profile": prof.name, "fingerprint": profile_fingerprint(prof)}
+               "split": cell.split, "profile": prof.name, "fingerprint": profile_fingerprint(prof)}
+        row.setdefault("split", "test")            # cells written before validation cells existed
         wrong = [f"{k} {row.get(k)!r} (expected {v!r})" for k, v in key.items() if row.get(k) != v]
         if wrong:
             raise ValueError("it holds another cell: " + ", ".join(wrong))
@@ -206,19 +220,22 @@ def run(cells: list[Cell], prof: config.Profile, *, cache: Path | None = None, u
     bar = tqdm([c for c in cells if c not in results], desc="benchmark", unit="cell")
     tasks, unavailable = {}, set()
     for cell in bar:
-        source = (cell.task, cell.category, cell.seed)
+        source = (cell.task, cell.category, cell.seed, cell.split)
         if source in unavailable:
             continue
-        bar.set_postfix_str(f"{cell.task}/{cell.category} seed {cell.seed}: {cell.method}")
+        where = "" if cell.split == "test" else f" ({cell.split})"
+        bar.set_postfix_str(f"{cell.task}/{cell.category} seed {cell.seed}{where}: {cell.method}")
         if source not in tasks:
             tasks.clear()                 # one task in memory at a time
             try:
-                tasks[source] = data.load_task(cell.task, cell.category, seed=cell.seed, profile=prof)
+                tasks[source] = data.load_task(cell.task, cell.category, seed=cell.seed, profile=prof,
+                                               split=cell.split)
             except FileNotFoundError as err:   # a real dataset absent or only partly present
-                tqdm.write(f"skipping {cell.task}/{cell.category} seed {cell.seed}: {str(err).splitlines()[0]}")
+                tqdm.write(f"skipping {cell.task}/{cell.category} seed {cell.seed}{where}: "
+                           f"{str(err).splitlines()[0]}")
                 unavailable.add(source)
                 continue
-        row = {"task": cell.task, "category": cell.category, "profile": prof.name,
+        row = {"task": cell.task, "category": cell.category, "split": cell.split, "profile": prof.name,
                "fingerprint": profile_fingerprint(prof), **run_cell(tasks[source], cell.method, prof, cell.seed)}
         write_text_atomic(cache / cell.filename, json.dumps(row))
         results[cell] = row
@@ -241,27 +258,38 @@ def real_tasks_on_disk(prof: config.Profile) -> list[str]:
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std over categories and seeds, per task and method."""
-    g = df.groupby(["task", "method"], sort=False)
+    """Test rows: mean ± std over categories and seeds, per task and method; ``val_auroc`` is the mean
+    AUROC of the validation cells of the same task and method (NaN where there are none)."""
+    split = df["split"] if "split" in df else pd.Series("test", index=df.index)
+    test, val = df[split == "test"], df[split == "validation"]
+    g = test.groupby(["task", "method"], sort=False)
     out = g.agg(auroc=("auroc", "mean"), auroc_std=("auroc", "std"), auprc=("auprc", "mean"),
                 auprc_std=("auprc", "std"), pixel_auroc=("pixel_auroc", "mean"), fit_s=("fit_s", "mean"),
                 ms_per_image=("ms_per_image", "mean"), nfe=("nfe", "mean"), cells=("auroc", "size"))
-    return out.reset_index().fillna({"auroc_std": 0.0, "auprc_std": 0.0})
+    out = out.reset_index().fillna({"auroc_std": 0.0, "auprc_std": 0.0})
+    val_auroc = val.groupby(["task", "method"])["auroc"].mean().rename("val_auroc")
+    return out.join(val_auroc, on=["task", "method"]) if len(val) else out.assign(val_auroc=np.nan)
 
 
 def to_markdown(summary: pd.DataFrame, prof: config.Profile, seeds: list[int]) -> str:
+    with_val = summary["val_auroc"].notna().any()
     lines = [f"Profile `{prof.name}`, test split; mean ± std over categories and seeds "
              f"({', '.join(map(str, seeds))}). fit s = training seconds (diffusion) or fit seconds (baselines); "
-             "NFE = network evaluations per image.",
-             "", "| task | method | AUROC | AUPRC | pixel AUROC | fit s | ms / image | NFE | cells |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "NFE = network evaluations per image."
+             + (f" val AUROC = the same method on the validation split (seed {seeds[0]}, every category; "
+                "models trained on the validation training images), where the settings were chosen."
+                if with_val else ""),
+             "", "| task | method | AUROC | " + ("val AUROC | " if with_val else "")
+             + "AUPRC | pixel AUROC | fit s | ms / image | NFE | cells |",
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if with_val else "")]
     for r in summary.itertuples():
         pix = "–" if math.isnan(r.pixel_auroc) else f"{r.pixel_auroc:.3f}"
         auroc, auprc = f"{r.auroc:.3f}", f"{r.auprc:.3f}"
         if r.cells > 1:                                  # one cell has no spread to show
             auroc, auprc = f"{auroc} ± {r.auroc_std:.3f}", f"{auprc} ± {r.auprc_std:.3f}"
-        lines.append(f"| {r.task} | {r.method} | {auroc} | {auprc} | {pix} | {r.fit_s:.2f} | {r.ms_per_image:.2f} "
-                     f"| {r.nfe:.0f} | {r.cells} |")
+        val = ("–" if math.isnan(r.val_auroc) else f"{r.val_auroc:.3f}") + " | " if with_val else ""
+        lines.append(f"| {r.task} | {r.method} | {auroc} | {val}{auprc} | {pix} | {r.fit_s:.2f} "
+                     f"| {r.ms_per_image:.2f} | {r.nfe:.0f} | {r.cells} |")
     return "\n".join(lines) + "\n"
 
 
@@ -328,6 +356,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         real = real_tasks_on_disk(prof)
         cats = {**FULL_CATEGORIES, **{n: data.task_categories(n) for n in real}}
         cells = grid_cells(list(FULL_CATEGORIES) + real, list(METHODS), seeds, cats)
+        cells += validation_cells(cells, seeds[0])
     elif custom:
         kind = "custom"
         tasks = args.tasks or data.offline_tasks()

@@ -157,3 +157,28 @@ def test_noise_score_costs_at_most_a_fifth_of_reconstruction(name):
            for score in ("noise", "reconstruction")}
     assert nfe["noise"] == 2 * prof.noise_pairs * len(prof.noise_timesteps)
     assert nfe["noise"] <= nfe["reconstruction"] / 5, nfe
+
+
+def test_validation_cells_score_the_validation_split_beside_the_test_table(tmp_path):
+    grid = bench.grid_cells(["digits"], ["iforest", "ddpm-unet/noise"], [0, 1])
+    val = bench.validation_cells(grid, 0)
+    assert val == [bench.Cell("digits", "0", "ddpm-unet/noise", 0, "validation")]   # diffusion, first seed
+    assert val[0].filename != bench.Cell("digits", "0", "ddpm-unet/noise", 0).filename
+    cells = bench.grid_cells(["digits"], ["iforest", "ddpm-unet/noise"], [0]) + val
+    df = bench.run(cells, SMOKE)
+    assert list(df["split"]) == ["test", "test", "validation"]
+    task = data.load_task("digits", "0", seed=0, profile=SMOKE, split="validation")
+    assert df.iloc[2]["labels"] == task.labels.tolist()            # scored on the validation images
+    summary = bench.summarize(df)
+    assert len(summary) == 2                                        # test rows only, one per method
+    noise = summary.set_index("method").loc["ddpm-unet/noise"]
+    assert noise.val_auroc == df.iloc[2]["auroc"] and noise.auroc == df.iloc[1]["auroc"]
+    assert np.isnan(summary.set_index("method").loc["iforest"].val_auroc)
+    md = bench.to_markdown(summary, SMOKE, [0])
+    assert "| AUROC | val AUROC |" in md and f"| {noise.val_auroc:.3f} |" in md
+    # a test cell's file under the validation cell's name is refused and recomputed
+    folder = bench.cache_dir(SMOKE)
+    (folder / val[0].filename).write_text((folder / cells[1].filename).read_text())
+    with pytest.warns(UserWarning, match="split 'test' \\(expected 'validation'\\)"):
+        again = bench.run(cells, SMOKE)
+    assert again.iloc[2]["auroc"] == df.iloc[2]["auroc"]
