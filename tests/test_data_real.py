@@ -255,3 +255,64 @@ def test_mnist_c_arrays_must_be_the_published_uint8(mnist_c_root):
     np.save(folder / "train_images.npy", x[..., 0])                    # the channel axis dropped
     with pytest.raises(DatasetIncomplete, match=r"shape \(\d+, 28, 28\)"):
         load_task("mnist-c", "fog", profile=SMOKE, root=mnist_c_root)
+
+
+# --- the validation split of each class dataset: its official train split only, in two halves ---------------
+def test_mnist_validation_comes_from_the_train_files_in_disjoint_halves(mnist_root):
+    raw = mnist_root / "MNIST" / "raw"
+    x, y = _digit_set(3)
+    x[:, 0, 0] += 100                                     # test digits: indices 100+, train digits: 0..39
+    _write_idx(raw / "t10k-images-idx3-ubyte", x)
+    val = load_task("mnist", 3, profile=SMOKE, root=mnist_root, image_size=28, split="validation")
+    test = load_task("mnist", 3, profile=SMOKE, root=mnist_root, image_size=28)
+    assert val.split == "validation" and val.name == "mnist/3 (validation)"
+    train_idx, val_idx = (set(_value(t[:, 0, 0, 0])) for t in (val.train, val.test))
+    assert max(train_idx | val_idx) < 100 and not train_idx & val_idx       # the train file, two halves
+    assert len(val.train) == 2 and ((_value(val.train[:, 0, 5, 5]) - 10) // 20 == 3).all()   # half of 4
+    cls = (_value(val.test[:, 0, 5, 5]) - 10) // 20
+    np.testing.assert_array_equal(val.labels.numpy(), cls != 3)
+    assert set(val.labels.tolist()) == {0, 1} and min(_value(test.test[:, 0, 0, 0])) >= 100
+
+
+def test_cifar10_validation_comes_from_the_train_batches(cifar_root):
+    val = load_task("cifar10", "cat", profile=SMOKE, root=cifar_root, split="validation")
+    ids = lambda t: set(_value(t[:, 1, 0, 0]))              # noqa: E731  (green = the image's id)
+    assert max(ids(val.train) | ids(val.test)) < 100        # test-batch ids start at 100
+    assert not ids(val.train) & ids(val.test) and len(val.train) == 3   # 3 of the 5 cats (stratified halves)
+    assert [k for k, y in zip(val.kinds, val.labels.tolist()) if y == 0] == ["normal"] * int((val.labels == 0).sum())
+
+
+def test_mnist_c_validation_uses_the_train_arrays_and_never_a_digit_twice(mnist_c_root):
+    names = ("identity",) + CORRUPTIONS
+    for j, name in enumerate(names):                       # test arrays: indices 100+
+        folder = mnist_c_root / "mnist_c" / name
+        x = np.load(folder / "test_images.npy")
+        x[:, 0, 0, 0] += 100
+        np.save(folder / "test_images.npy", x)
+    val = load_task("mnist-c", "all", profile=profile("smoke", n_test=20), root=mnist_c_root, image_size=28,
+                    split="validation")
+    index = lambda t: _value(t[:, 0, 0, 0])                 # noqa: E731
+    assert val.split == "validation" and max(index(val.test)) < 100 and max(index(val.train)) < 100
+    assert not set(index(val.train)) & set(index(val.test))
+    assert len(set(index(val.test))) == len(val.test)       # no digit both clean and corrupted
+    code = _value(val.test[:, 0, 5, 5]) // 5
+    assert [names[c] if c else "normal" for c in code] == val.kinds
+    np.testing.assert_array_equal(val.labels.numpy(), code != 0)
+
+
+def test_mini_imagenet_validation_splits_the_test_tasks_training_half(mini_root):
+    def ids(t):   # the loader resizes, so identify an image by its exact pixels
+        return {tuple(v) for v in t.flatten(1).numpy().round(4).tolist()}
+    base = mini_root / "mini-imagenet" / "images"
+    for c, wnid in enumerate(WNIDS):                       # give every image its own pixels
+        for i in range(8):
+            img = np.zeros((84, 84, 3), np.uint8)
+            img[..., c] = 220
+            img[:, :, (c + 1) % 3] = 10 * i + 5
+            _png(base / f"{wnid}{i:08d}.jpg", img)
+    val = load_task("mini-imagenet", 1, profile=SMOKE, root=mini_root, image_size=16, split="validation")
+    test = load_task("mini-imagenet", 1, profile=SMOKE, root=mini_root, image_size=16)
+    assert val.split == "validation" and set(val.labels.tolist()) == {0, 1}
+    assert len(val.train) == 2                             # half of the test task's 4 training images
+    assert ids(val.train) | ids(val.test[val.labels == 0]) <= ids(test.train)
+    assert not ids(val.train) & ids(val.test) and not (ids(val.train) | ids(val.test)) & ids(test.test)

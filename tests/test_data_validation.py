@@ -95,8 +95,8 @@ def test_mvtec_validation_holds_out_normals_with_synthetic_defects(tmp_path):
 
 def test_validation_split_refuses_what_it_cannot_build():
     prof = config.profile("smoke")
-    with pytest.raises(ValueError, match="no validation split for cifar10 yet; available: textures"):
-        data.load_task("cifar10", split="validation", profile=prof)
+    with pytest.raises(ValueError, match="one-class protocol only"):
+        data.load_task("digits", split="validation", protocol="leave-one-class-out", profile=prof)
     with pytest.raises(ValueError, match="valid: brick, grass, gravel"):
         data.load_task("textures", "wood", split="validation", profile=prof)
     with pytest.raises(ValueError, match="split must be 'test' or 'validation', got 'val'"):

@@ -136,7 +136,7 @@ def load_task(name: str, category: str | int | None = None, *, protocol: str = "
     profile = profile or config.profile()
     builder = _BUILDERS[name]
     accepted = set(inspect.signature(_SIGNATURE_OF.get(name, builder)).parameters)
-    fixed = {"category", "protocol", "seed", "profile", "root", "download", "size", "task"}
+    fixed = {"category", "protocol", "seed", "profile", "root", "download", "size", "task", "validation"}
     unknown = set(options) - (accepted - fixed)
     if unknown:
         raise TypeError(f"load_task({name!r}): unknown option(s) {sorted(unknown)}; "
@@ -152,11 +152,10 @@ def load_task(name: str, category: str | int | None = None, *, protocol: str = "
             raise ValueError(f"load_task({name!r}): the validation split is built for the one-class protocol only.")
         if name in VALIDATION_TASKS:
             return validation_task(name, cat, seed=int(seed), profile=profile, size=size)
-        if name != "mvtec":
-            raise ValueError(f"load_task({name!r}): no validation split for {name} yet; available: "
-                             f"{', '.join(VALIDATION_TASKS)}, mvtec.")
     kw = dict(protocol=protocol, seed=int(seed), profile=profile, **options)
     if not info.offline:
         kw.update(root=Path(root).expanduser() if root is not None else config.data_root(), download=download)
+    if split == "validation" and name != "mvtec":   # the class datasets split their own train data
+        return builder(cat, validation=True, **kw)
     task = builder(cat, **kw)
     return with_synthetic_defects(task, int(seed)) if split == "validation" else task

@@ -123,8 +123,10 @@ def mini_imagenet_classes(root: Path, split: str = "train", n_classes: int = 10)
 
 def build_mini_imagenet(category: str, *, protocol: str, seed: int, profile: Profile, root: Path,
                         download: bool, image_size: int | None = None, split: str = "train",
-                        n_classes: int = 10) -> AnomalyTask:
-    """`category`: an index into the chosen classes ("0".."n_classes-1") or a wnid among them."""
+                        n_classes: int = 10, validation: bool = False) -> AnomalyTask:
+    """`category`: an index into the chosen classes ("0".."n_classes-1") or a wnid among them. With
+    `validation`, the images of the test task's training half are split in two again: training images
+    from one, the labelled validation images from the other (none is a test image)."""
     check_protocol(protocol, "mini-imagenet")
     if split not in MINI_IMAGENET_SPLITS:
         raise ValueError(f"mini-imagenet: unknown split {split!r}; valid: {', '.join(MINI_IMAGENET_SPLITS)}.")
@@ -149,6 +151,9 @@ def build_mini_imagenet(category: str, *, protocol: str, seed: int, profile: Pro
     y = np.array([classes.index(labels[i]) for i in keep])
     rng = np.random.default_rng([seed, 8])
     pool_tr, pool_te = split_halves(y, rng)
+    if validation:
+        fit, held = split_halves(y[pool_tr], np.random.default_rng([seed, 51]))
+        pool_tr, pool_te = pool_tr[fit], pool_tr[held]
     tr, te, lab = select_by_class(y[pool_tr], y[pool_te], normal_classes(protocol, k, len(classes)),
                                   profile.n_train, profile.n_test, rng)
     size = image_size or max(64, profile.photo_size)
@@ -164,7 +169,8 @@ def build_mini_imagenet(category: str, *, protocol: str, seed: int, profile: Pro
 
     role = "normal" if protocol == "one-class" else "the anomaly"
     return AnomalyTask(
-        name=f"mini-imagenet/{classes[k]}" + ("" if protocol == "one-class" else "-out"),
+        name=f"mini-imagenet/{classes[k]}" + ("" if protocol == "one-class" else "-out")
+             + (" (validation)" if validation else ""), split="validation" if validation else "test",
         description=f"Mini-ImageNet ({split} split, {len(classes)} classes) at {size}px; class "
                     f"{classes[k]} is {role} ({protocol} protocol).",
         train=load(pool_tr[tr]), test=load(pool_te[te]), labels=torch.as_tensor(lab),

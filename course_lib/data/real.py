@@ -5,6 +5,11 @@ Each reads from ``root`` (``$COURSE_DATA``, default ./data) and downloads only w
 FileNotFoundError naming the expected path and how to get the data. Train images come from the
 official train split (normal classes only), test images from the official test split; both are
 subsampled to the profile's ``n_train`` / ``n_test`` with ``default_rng(seed)``.
+
+``validation=True`` (``load_task(..., split="validation")``) builds the same protocol from the official
+train split alone, which the test images never touch: it is split in two halves, stratified by class
+(for MNIST-C by digit), the normal training images come from one and the labelled validation images
+(normal and anomalous) from the other.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import torch
 from ..config import Profile
 from .corruptions import CORRUPTIONS
 from .protocols import (check_protocol, equal_shares, kinds_from_classes, normal_classes, resize, select_by_class,
-                        take, to_unit_range)
+                        split_halves, take, to_unit_range)
 from .task import AnomalyTask
 
 CIFAR10_CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
@@ -48,14 +53,28 @@ def _torchvision(cls, root: Path, train: bool, download: bool, dataset: str):
                                 "load again with download=True.") from e
 
 
+def validation_halves(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The validation split's two disjoint halves of the official train split (indices, stratified by
+    label): the normal training images come from the first, the validation images from the second."""
+    return split_halves(np.asarray(labels), np.random.default_rng([seed, 50]))
+
+
 def _class_task(dataset: str, names: tuple[str, ...], category: str, protocol: str, seed: int,
-                profile: Profile, pools: tuple, size: int) -> AnomalyTask:
-    """One-class / leave-one-class-out over uint8 pools (x_tr (N,H,W[,C]), y_tr, x_te, y_te)."""
+                profile: Profile, pools: tuple, size: int, validation: bool) -> AnomalyTask:
+    """One-class / leave-one-class-out over uint8 pools (x_tr (N,H,W[,C]), y_tr, x_te, y_te); with
+    `validation`, over the two halves of the train pool instead."""
     x_tr, y_tr, x_te, y_te = pools
+    fit, held = (validation_halves(y_tr, seed) if validation
+                 else (np.arange(len(y_tr)), None))
+    if validation:                        # the validation images: the train pool's other half
+        x_te, y_te, test_pool = x_tr, y_tr[held], held
+    else:
+        test_pool = np.arange(len(y_te))
     k = names.index(category)
     rng = np.random.default_rng([seed, 5])
-    tr, te, labels = select_by_class(y_tr, y_te, normal_classes(protocol, k, len(names)),
+    tr, te, labels = select_by_class(y_tr[fit], y_te, normal_classes(protocol, k, len(names)),
                                      profile.n_train, profile.n_test, rng)
+    tr, te_rows = fit[tr], test_pool[te]
 
     def prep(x: np.ndarray) -> torch.Tensor:  # uint8 (n, H, W[, C]) -> (n, C, size, size) in [-1, 1]
         t = to_unit_range(x, 255.0)
@@ -64,14 +83,16 @@ def _class_task(dataset: str, names: tuple[str, ...], category: str, protocol: s
 
     role = "normal" if protocol == "one-class" else "the anomaly"
     return AnomalyTask(
-        name=f"{dataset}/{category}" + ("" if protocol == "one-class" else "-out"),
-        description=f"{dataset} at {size}px; class '{category}' is {role} ({protocol} protocol).",
-        train=prep(x_tr[tr]), test=prep(x_te[te]), labels=torch.as_tensor(labels),
-        kinds=kinds_from_classes(labels, y_te[te], names))
+        name=f"{dataset}/{category}" + ("" if protocol == "one-class" else "-out")
+             + (" (validation)" if validation else ""),
+        description=f"{dataset} at {size}px; class '{category}' is {role} ({protocol} protocol)"
+                    + ("; validation images from the official train split." if validation else "."),
+        train=prep(x_tr[tr]), test=prep(x_te[te_rows]), labels=torch.as_tensor(labels),
+        kinds=kinds_from_classes(labels, y_te[te], names), split="validation" if validation else "test")
 
 
 def build_cifar10(category: str, *, protocol: str, seed: int, profile: Profile, root: Path,
-                  download: bool, image_size: int | None = None) -> AnomalyTask:
+                  download: bool, image_size: int | None = None, validation: bool = False) -> AnomalyTask:
     check_protocol(protocol, "cifar10")
     from torchvision.datasets import CIFAR10
     if not download and not (root / CIFAR10.base_folder).is_dir():
@@ -82,11 +103,11 @@ def build_cifar10(category: str, *, protocol: str, seed: int, profile: Profile, 
     te = _torchvision(CIFAR10, root, False, download, "CIFAR-10")
     pools = (tr.data, np.asarray(tr.targets), te.data, np.asarray(te.targets))  # (N, 32, 32, 3) uint8
     return _class_task("cifar10", CIFAR10_CLASSES, category, protocol, seed, profile, pools,
-                       image_size or profile.photo_size)
+                       image_size or profile.photo_size, validation)
 
 
 def build_mnist(category: str, *, protocol: str, seed: int, profile: Profile, root: Path,
-                download: bool, image_size: int | None = None) -> AnomalyTask:
+                download: bool, image_size: int | None = None, validation: bool = False) -> AnomalyTask:
     check_protocol(protocol, "mnist")
     from torchvision.datasets import MNIST
     raw = root / "MNIST" / "raw"
@@ -97,7 +118,7 @@ def build_mnist(category: str, *, protocol: str, seed: int, profile: Profile, ro
     te = _torchvision(MNIST, root, False, download, "MNIST")
     pools = (tr.data.numpy(), tr.targets.numpy(), te.data.numpy(), te.targets.numpy())  # (N, 28, 28)
     return _class_task("mnist", MNIST_CLASSES, category, protocol, seed, profile, pools,
-                       image_size or profile.digits_size)
+                       image_size or profile.digits_size, validation)
 
 
 def _mnist_c_arrays(root: Path, corruption: str, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -119,11 +140,13 @@ def _mnist_c_arrays(root: Path, corruption: str, split: str) -> tuple[np.ndarray
 
 
 def build_mnist_c(category: str, *, protocol: str, seed: int, profile: Profile, root: Path,
-                  download: bool, image_size: int | None = None) -> AnomalyTask:
+                  download: bool, image_size: int | None = None, validation: bool = False) -> AnomalyTask:
     """Clean digits (the ``identity`` folder) are normal; each corruption is an anomaly type
     (Mu & Gilmer 2019). Train: clean train digits of all classes. Test: half clean test digits, half
     corrupted test digits (equal shares per corruption under "all"); a test digit never appears both
-    clean and corrupted."""
+    clean and corrupted. With `validation`, both come from the train arrays (each corruption's
+    ``train_images.npy`` holds the same digits in the same order as ``identity``'s): training digits
+    from one half, validation digits, clean or corrupted, from the other."""
     check_protocol(protocol, "mnist-c", ("one-class",))
     if download:
         raise ValueError(f"load_task cannot download MNIST-C (download=True is for cifar10 and mnist): run "
@@ -131,18 +154,20 @@ def build_mnist_c(category: str, *, protocol: str, seed: int, profile: Profile, 
                          "download=True.")
     size = image_size or profile.digits_size
     names = list(MNIST_C_CORRUPTIONS) if category == "all" else [category]
-    x_tr, _ = _mnist_c_arrays(root, "identity", "train")
-    x_te, _ = _mnist_c_arrays(root, "identity", "test")
-    corrupted = {n: _mnist_c_arrays(root, n, "test")[0] for n in names}
+    x_tr, y_tr = _mnist_c_arrays(root, "identity", "train")
+    test_split = "train" if validation else "test"
+    x_te = x_tr if validation else _mnist_c_arrays(root, "identity", "test")[0]
+    corrupted = {n: _mnist_c_arrays(root, n, test_split)[0] for n in names}
+    fit, held = validation_halves(y_tr, seed) if validation else (np.arange(len(x_tr)), np.arange(len(x_te)))
     rng = np.random.default_rng([seed, 6])
 
     def prep(x: np.ndarray) -> torch.Tensor:  # uint8 (n, 28, 28, 1) -> (n, 1, size, size)
         return resize(to_unit_range(np.asarray(x), 255.0).reshape(len(x), 28, 28, -1).permute(0, 3, 1, 2),
                       size)
 
-    train = prep(x_tr[np.sort(take(rng, np.arange(len(x_tr)), profile.n_train))])
-    order = rng.permutation(len(x_te))
-    n_norm = n_anom = min(profile.n_test // 2, len(x_te) // 2)
+    train = prep(x_tr[np.sort(take(rng, fit, profile.n_train))])
+    order = held[rng.permutation(len(held))]
+    n_norm = n_anom = min(profile.n_test // 2, len(order) // 2)
     kind_of = np.array(equal_shares(names, n_anom, rng), dtype=object)
     anom_idx = order[n_norm:n_norm + n_anom]
     parts, kinds = [prep(x_te[np.sort(order[:n_norm])])], ["normal"] * n_norm
@@ -155,7 +180,8 @@ def build_mnist_c(category: str, *, protocol: str, seed: int, profile: Profile, 
     labels = np.r_[np.zeros(n_norm, np.int64), np.ones(len(test) - n_norm, np.int64)]
     perm = rng.permutation(len(test))
     return AnomalyTask(
-        name=f"mnist-c/{category}",
-        description=f"MNIST-C at {size}px: clean digits are normal, corrupted digits ({category}) are anomalies.",
+        name=f"mnist-c/{category}" + (" (validation)" if validation else ""),
+        description=f"MNIST-C at {size}px: clean digits are normal, corrupted digits ({category}) are anomalies"
+                    + ("; validation digits from the train arrays." if validation else "."),
         train=train, test=test[torch.as_tensor(perm)], labels=torch.as_tensor(labels[perm]),
-        kinds=[kinds[i] for i in perm])
+        kinds=[kinds[i] for i in perm], split="validation" if validation else "test")

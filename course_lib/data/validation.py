@@ -15,7 +15,10 @@ used by a model trained on the whole training set):
   other half get the corruptions, drawn with seeds the test task never uses.
 - ``photos`` / ``photos-64``: the test crops come from the "black" blocks of each photo's checkerboard.
   Here every third "white" block is a validation block and the rest are training blocks.
-- ``mvtec`` (and any dataset with no anomalies to spare): 60 % of the normal training images train,
+- ``cifar10``, ``mnist``, ``mnist-c``, ``mini-imagenet``: the official train split (for Mini-ImageNet, the
+  test task's training half) in two halves, stratified by class: normal training images from one, the
+  validation images from the other (``validation=True`` of their builders in :mod:`.real`, :mod:`.folders`).
+- ``mvtec`` (no anomalies to spare: they ship in its test split only): 60 % of the normal training images train,
   the other 40 % are validation images, half of them with a synthetic defect from the ``textures``
   generator (:func:`course_lib.data.textures.add_defect`).
 
