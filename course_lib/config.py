@@ -1,7 +1,7 @@
 """Profiles, device, seeding and paths: the one switch that sizes the whole course.
 
 `COURSE_PROFILE` = ``smoke`` | ``cpu`` | ``gpu``. Left unset it is ``gpu`` when CUDA is
-available and ``cpu`` otherwise. Every size in the course (images, steps, widths, test sets,
+available (a Colab GPU runtime, for one) and ``cpu`` otherwise. Every size in the course (images, steps, widths, test sets,
 seeds) comes from the :class:`Profile` returned by :func:`profile`.
 """
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import random
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -165,6 +166,11 @@ def checkpoint_dir() -> Path:
     return Path(os.environ.get("COURSE_CHECKPOINTS") or cache_root() / "checkpoints").expanduser()
 
 
+def on_colab() -> bool:
+    """True inside Google Colab, where the course defaults to the real datasets that download themselves."""
+    return "google.colab" in sys.modules
+
+
 def setup(seed: int = 0, *, quiet: bool = False) -> Profile:
     """First code cell of every notebook: seed, pick the device, set the plot style, print a banner."""
     prof = profile()
@@ -183,4 +189,9 @@ def setup(seed: int = 0, *, quiet: bool = False) -> Profile:
         print(f"course_lib profile: {prof.name} | device: {dev} | seed: {seed}")
         print(f"python {platform.python_version()} | torch {torch.__version__} | "
               f"numpy {np.__version__} | threads {torch.get_num_threads()}")
+        if on_colab():
+            print(f"Colab: real datasets download into {data_root().resolve()} when a notebook first loads "
+                  "one (each says its size first)."
+                  + ("" if dev.type == "cuda" else " This runtime has no GPU, so the profile is cpu; for the "
+                     "paper's scale choose Runtime > Change runtime type > a GPU, then rerun."))
     return prof

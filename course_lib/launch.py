@@ -5,8 +5,9 @@ notebook's header carries an "Open in Colab" and a Binder badge for its own path
 its first code cell installs ``course_lib`` from the repository on Colab (only there, keeping Colab's torch,
 torchvision and ipywidgets). Both are generated here:
 
-    python -m course_lib.launch            # rewrite the badges and the install line of every notebook
-    python -m course_lib.launch --check    # exit 1 if any notebook's badges are not the generated ones
+    python -m course_lib.launch            # rewrite the badges and the install line of every notebook,
+                                           # and the launch links of the README's course map
+    python -m course_lib.launch --check    # exit 1 if any of them is not the generated one
 """
 from __future__ import annotations
 
@@ -95,6 +96,17 @@ def colab_block() -> str:
               "    output.enable_custom_widget_manager()\n")
 
 
+# a row of the README's course map: | NN | [title](notebooks/NN_x.ipynb) | ... | [Colab](...) · [Binder](...) |
+_MAP_ROW = re.compile(r"^(\| \d\d \| \[[^\]]+\]\((notebooks/[^)]+\.ipynb)\) \|.*\| )"
+                      r"\[Colab\]\([^)]*\) · \[Binder\]\([^)]*\)( \|)$", re.M)
+
+
+def readme_with_links(text: str) -> str:
+    """The README with the launch links of each course-map row generated from its notebook's path."""
+    return _MAP_ROW.sub(lambda m: f"{m.group(1)}[Colab]({colab_url(m.group(2))}) · "
+                                  f"[Binder]({binder_url(m.group(2))}){m.group(3)}", text)
+
+
 def course_notebooks() -> list[Path]:
     return sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -129,8 +141,14 @@ def main(argv: list[str] | None = None) -> int:
             stale.append(path.name)
             if not args.check:
                 write_text_atomic(path, json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n")
+    readme = repo_root() / "README.md"
+    text = readme.read_text(encoding="utf-8") if readme.exists() else ""
+    if readme_with_links(text) != text:
+        stale.append(readme.name)
+        if not args.check:
+            write_text_atomic(readme, readme_with_links(text))
     verb = "out of date" if args.check else "updated"
-    print(f"{len(stale)} notebook(s) {verb}" + (f": {', '.join(stale)}" if stale else ""))
+    print(f"{len(stale)} file(s) {verb}" + (f": {', '.join(stale)}" if stale else ""))
     return 1 if args.check and stale else 0
 
 

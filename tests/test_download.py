@@ -415,3 +415,24 @@ def test_cli_unknown_name_lists_the_valid_ones(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []                                      # nothing was started
     with pytest.raises(ValueError, match="valid: cifar10, mnist"):
         dl.download("cifar", root=tmp_path)
+
+
+def test_on_colab_load_task_downloads_what_downloads_itself_and_says_its_size_first(cifar, server, tmp_path,
+                                                                                    monkeypatch, capsys):
+    import sys
+    import types
+    root = tmp_path / "data"
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):   # elsewhere: never unasked
+        load_task("cifar10", "cat", profile=SMOKE, root=root)
+    assert not server.hits
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    task = load_task("cifar10", "cat", profile=SMOKE, root=root)
+    out = capsys.readouterr().out
+    assert out.index("size") < out.index("ready in") and "licence" in out   # announced before it starts
+    assert len(task.train) == 5 and len(server.hits) == 1
+    load_task("cifar10", "dog", profile=SMOKE, root=root)
+    assert len(server.hits) == 1                                           # once on disk, never again
+    with pytest.raises(FileNotFoundError, match="mvtec"):                  # behind a form: still a clear error
+        load_task("mvtec", "bottle", profile=SMOKE, root=root)
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):    # download=False wins on Colab too
+        load_task("cifar10", "cat", profile=SMOKE, root=tmp_path / "elsewhere", download=False)

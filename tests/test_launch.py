@@ -39,15 +39,33 @@ def test_the_url_is_read_from_pyproject_and_stale_badges_are_found_and_fixed(tmp
     (root / "pyproject.toml").write_text('[project]\nname = "x"\n\n[project.urls]\n'
                                          'Repository = "https://github.com/someone/fork"\n')
     shutil.copy(config.repo_root() / "notebooks" / "00_setup_and_data.ipynb", root / "notebooks")
+    shutil.copy(config.repo_root() / "README.md", root)
     monkeypatch.setattr(launch, "repo_root", lambda: root)
     assert launch.repository_url() == "https://github.com/someone/fork"
-    assert launch.main(["--check"]) == 1 and "out of date: 00_setup_and_data.ipynb" in capsys.readouterr().out
+    assert launch.main(["--check"]) == 1
+    assert "out of date: 00_setup_and_data.ipynb, README.md" in capsys.readouterr().out
     assert launch.main([]) == 0
     assert launch.main(["--check"]) == 0
     text = (root / "notebooks" / "00_setup_and_data.ipynb").read_text()
     assert "github/someone/fork/blob/main/notebooks/00_setup_and_data.ipynb" in text
     assert "v2/gh/someone/fork/main?labpath=notebooks%2F00_setup_and_data.ipynb" in text
     assert "git+https://github.com/someone/fork" in text and "diffusion-ad-course" not in text
+    readme = (root / "README.md").read_text()
+    assert "(https://colab.research.google.com/github/someone/fork/blob/main/notebooks/09_" in readme
+    assert "mybinder.org/v2/gh/diffusion-ad-course" not in readme
     (root / "pyproject.toml").write_text('[project.urls]\nRepository = "https://gitlab.com/a/b"\n')
     with pytest.raises(RuntimeError, match="OWNER/NAME"):
         launch.badges("notebooks/00_setup_and_data.ipynb")
+
+
+def test_the_course_map_has_a_row_per_notebook_with_its_prerequisites_and_own_launch_links():
+    root = config.repo_root()
+    readme = (root / "README.md").read_text()
+    rows = re.findall(r"^\| (\d\d) \| \[[^\]]+\]\((notebooks/[^)]+)\) \|.*\| ([^|]+) \| [^|]+ \| "
+                      r"\[Colab\]\(([^)]+)\) · \[Binder\]\(([^)]+)\) \|$", readme, re.M)
+    assert [r[1] for r in rows] == [p.relative_to(root).as_posix() for p in launch.course_notebooks()]
+    for number, path, needs, colab, binder in rows:
+        assert colab == launch.colab_url(path) and binder == launch.binder_url(path)
+        assert path.startswith(f"notebooks/{number}_")
+        earlier = [int(n) for n in re.findall(r"\d\d", needs)]
+        assert all(n < int(number) for n in earlier), (number, needs)   # a notebook needs only earlier ones

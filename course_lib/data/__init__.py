@@ -117,15 +117,21 @@ def _resolve_category(info: TaskInfo, category: str | int | None) -> str:
     return category
 
 
+# the real datasets that download themselves (python -m course_lib.data.download NAME): the default on Colab
+DOWNLOADABLE: tuple[str, ...] = ("cifar10", "mnist", "mnist-c")
+
+
 def load_task(name: str, category: str | int | None = None, *, protocol: str = "one-class", seed: int = 0,
-              profile: Profile | None = None, root: str | Path | None = None, download: bool = False,
+              profile: Profile | None = None, root: str | Path | None = None, download: bool | None = None,
               split: str = "test", **options) -> AnomalyTask:
     """Build the anomaly-detection task `name` / `category` (see :data:`TASKS`).
 
     protocol: "one-class" (category = the normal class) or "leave-one-class-out" (category = the anomaly).
     seed: every random choice (splits, subsets, crops, corruptions, defects) comes from it.
     profile: sizes (digits_size, photo_size, texture_size, n_train, n_test); default config.profile().
-    root, download: for real datasets; root defaults to $COURSE_DATA (./data).
+    root, download: for real datasets; root defaults to $COURSE_DATA (./data). ``download=True`` fetches
+    a missing :data:`DOWNLOADABLE` dataset first (its size and licence are printed before it starts; the
+    MD5 is checked; see :mod:`.download`); the default, None, means True on Colab and False elsewhere.
     split: "test" (the images whose AUROC is reported) or "validation" (a smaller training set and
     labelled images, both from the training data alone, for choosing settings; :mod:`.validation`).
     options: ``image_size=`` (all tasks) overrides the profile's side; mini-imagenet also takes
@@ -154,7 +160,14 @@ def load_task(name: str, category: str | int | None = None, *, protocol: str = "
             return validation_task(name, cat, seed=int(seed), profile=profile, size=size)
     kw = dict(protocol=protocol, seed=int(seed), profile=profile, **options)
     if not info.offline:
-        kw.update(root=Path(root).expanduser() if root is not None else config.data_root(), download=download)
+        root = Path(root).expanduser() if root is not None else config.data_root()
+        if download is None:
+            download = config.on_colab() and name in DOWNLOADABLE
+        if download and name in DOWNLOADABLE:
+            from .download import download as fetch_dataset
+            fetch_dataset(name, root=root)   # announces size and licence; nothing to do when complete
+            download = False
+        kw.update(root=root, download=bool(download))
     if split == "validation" and name != "mvtec":   # the class datasets split their own train data
         return builder(cat, validation=True, **kw)
     task = builder(cat, **kw)

@@ -1,7 +1,8 @@
 """Real datasets from torchvision and the MNIST-C release: ``cifar10``, ``mnist``, ``mnist-c``.
 
-Each reads from ``root`` (``$COURSE_DATA``, default ./data) and downloads only when asked
-(``download=True``, through torchvision where torchvision can). A missing dataset raises
+Each reads from ``root`` (``$COURSE_DATA``, default ./data). ``load_task(..., download=True)`` (the
+default on Colab) first runs :func:`course_lib.data.download.download`, which announces the size and
+licence, checks the MD5 and resumes an interrupted download. A missing dataset raises
 FileNotFoundError naming the expected path and how to get the data. Train images come from the
 official train split (normal classes only), test images from the official test split; both are
 subsampled to the profile's ``n_train`` / ``n_test`` with ``default_rng(seed)``.
@@ -148,10 +149,6 @@ def build_mnist_c(category: str, *, protocol: str, seed: int, profile: Profile, 
     ``train_images.npy`` holds the same digits in the same order as ``identity``'s): training digits
     from one half, validation digits, clean or corrupted, from the other."""
     check_protocol(protocol, "mnist-c", ("one-class",))
-    if download:
-        raise ValueError(f"load_task cannot download MNIST-C (download=True is for cifar10 and mnist): run "
-                         f"python -m course_lib.data.download mnist-c --root {root}, then call without "
-                         "download=True.")
     size = image_size or profile.digits_size
     names = list(MNIST_C_CORRUPTIONS) if category == "all" else [category]
     x_tr, y_tr = _mnist_c_arrays(root, "identity", "train")
