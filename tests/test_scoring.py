@@ -328,3 +328,16 @@ def test_detector_refuses_bad_input(tmp_path, monkeypatch):
     det.fit(torch.zeros(4, 1, 16, 16))
     with pytest.raises(ValueError, match="fitted on images of shape"):
         det.decision_function(torch.zeros(2, 3, 16, 16))
+
+
+def test_noise_error_averages_over_channels():
+    """An oracle that knows x_0 predicts the true noise except in channel 0 of 3, where it is off by 1:
+    every pixel's error is (1 + 0 + 0) / 3, the mean over channels (a sum would give 1)."""
+    d = Diffusion(1000)
+    x0 = torch.rand(2, 3, 8, 8) * 2 - 1
+
+    def oracle(x_t, t):
+        eps = d.eps_from_x0(x_t, t, x0)
+        return eps + torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
+    res = noise_prediction_error(d, oracle, x0, (10, 500), n_noise=2)
+    torch.testing.assert_close(res.maps, torch.full((2, 1, 8, 8), 1 / 3), rtol=1e-4, atol=1e-4)

@@ -220,3 +220,36 @@ def test_step_cost_reports_positive_numbers():
     cost = step_cost(model, DIFFUSION, images(), 4, steps=1, device=CPU)
     params = sum(p.numel() * 4 for p in model.parameters())
     assert cost.seconds_per_step > 0 and cost.peak_bytes > 4 * params and "estimate" in cost.method
+
+
+# ----- what the training loop must keep: the EMA warmup and gradient clipping ---------------------------
+def test_ema_follows_the_warmed_up_decay_step_by_step():
+    """The EMA after n steps, replayed by hand from the weights of 0, 1 and 2-step runs (the runs share
+    their batches, so the k-step run's weights are the longer run's weights after step k): with the
+    warmup min(decay, (1 + n) / (10 + n)) the first update keeps 0.1 of the start, not 0.999."""
+    w = [tiny().state_dict()] + [train(m := tiny(), DIFFUSION, images(), config(steps=k, ema_decay=0.999),
+                                       device=CPU, progress=False) and m.state_dict() for k in (1, 2)]
+    ema = train(tiny(), DIFFUSION, images(), config(steps=2, ema_decay=0.999), device=CPU, progress=False).ema
+    d0, d1 = min(0.999, 1 / 10), min(0.999, 2 / 11)
+    for k, value in ema.state_dict().items():
+        if not value.is_floating_point():
+            continue
+        expected = d1 * (d0 * w[0][k] + (1 - d0) * w[1][k]) + (1 - d1) * w[2][k]
+        torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_clipping_bounds_the_first_step():
+    """AdamW's first step is lr * g / (|g| + 1e-8) per weight: about lr where the gradient is not tiny.
+    With the gradient's global norm clipped to 1e-9 every |g| is far below 1e-8, so no weight moves by
+    more than a tenth of lr; without clipping the weights that get a gradient at all move by about lr
+    (at initialization only the zero-initialized output layer does)."""
+    start = tiny().state_dict()
+    moved = {}
+    for clip in (1e-9, None):
+        model = tiny()
+        train(model, DIFFUSION, images(), config(steps=1, warmup=0, lr=1e-2, grad_clip=clip), device=CPU,
+              progress=False)
+        moved[clip] = torch.cat([(model.state_dict()[k] - start[k]).abs().flatten()
+                                 for k in start if start[k].is_floating_point()])
+    assert moved[1e-9].max() < 0.1 * 1e-2
+    assert moved[None].max() > 0.9 * 1e-2
