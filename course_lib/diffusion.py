@@ -13,6 +13,8 @@ Timestep convention: code timesteps are **0-indexed**, t = 0 .. T-1. Code ``t`` 
 from __future__ import annotations
 
 import math
+import numbers
+import weakref
 from typing import Callable, Literal, NamedTuple
 
 import torch
@@ -60,8 +62,23 @@ def make_betas(name: ScheduleName, T: int) -> torch.Tensor:
 
 def extract(coef: torch.Tensor, t: torch.Tensor, x_shape: torch.Size) -> torch.Tensor:
     """Gather coef[t] for a batch of timesteps and reshape to (B, 1, 1, ...) to broadcast over x."""
-    out = coef.to(t.device)[t]                                   # (B,)
+    out = _on_device(coef, t.device)[t]                          # (B,)
     return out.reshape(t.shape[0], *([1] * (len(x_shape) - 1)))  # (B, 1, ..., 1)
+
+
+# one copy of each schedule coefficient per device, made on first use: a copy per call would cost a
+# host-to-device transfer for every coefficient of every step on a GPU
+_DEVICE_COPIES: dict[tuple[int, torch.device], tuple[weakref.ref, torch.Tensor]] = {}
+
+
+def _on_device(coef: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if coef.device == device:
+        return coef
+    source, copy = _DEVICE_COPIES.get((id(coef), device), (None, None))
+    if source is None or source() is not coef:                 # not made yet, or made for a freed tensor
+        copy = coef.to(device)
+        _DEVICE_COPIES[(id(coef), device)] = (weakref.ref(coef), copy)
+    return copy
 
 
 def _as(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -94,6 +111,9 @@ class Diffusion:
         alphas_cumprod = torch.cumprod(alphas, 0)            # \bar\alpha_t
         alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), alphas_cumprod[:-1]])
         self.T, self.schedule, self.prediction = T, schedule, prediction
+        # timestep tensors already checked (by identity), so that the methods a reverse step chains
+        # through check each t once: the range check reads the values back, a sync on a GPU
+        self._checked: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
         f32 = lambda v: v.to(torch.float32)  # noqa: E731
         self.betas = f32(betas)
         self.alphas = f32(alphas)
@@ -122,9 +142,20 @@ class Diffusion:
         return f"Diffusion(T={self.T}, schedule={self.schedule!r}, prediction={self.prediction!r})"
 
     def check_t(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Refuse timesteps outside [0, T-1] or a batch-size mismatch, with a clear message."""
+        """Refuse timesteps outside [0, T-1] or a batch-size mismatch, with a clear message.
+
+        A tensor this method (or :meth:`timesteps`, :meth:`sample_t`) returned passes again without
+        reading its values back, so a chain of calls on one t costs no further device syncs."""
+        if (isinstance(t, torch.Tensor) and self._checked.get(id(t)) is t and t.shape == (x.shape[0],)
+                and t.device == x.device):
+            return t
         if isinstance(t, float) or isinstance(t, bool):
             raise TypeError(f"t must be an integer timestep (or tensor of them), got {t!r}.")
+        if isinstance(t, numbers.Integral):                       # checked as a Python int: no device read
+            if not 0 <= int(t) < self.T:
+                raise ValueError(f"timesteps must lie in [0, {self.T - 1}] (0-indexed, code t = paper t - 1), "
+                                 f"got range [{int(t)}, {int(t)}].")
+            return self.timesteps(int(t), x.shape[0], x.device)
         t = torch.as_tensor(t, device=x.device)
         if t.ndim == 0:
             t = t.expand(x.shape[0])
@@ -136,7 +167,23 @@ class Diffusion:
         if int(t.min()) < 0 or int(t.max()) >= self.T:
             raise ValueError(f"timesteps must lie in [0, {self.T - 1}] (0-indexed, code t = paper t - 1), "
                              f"got range [{int(t.min())}, {int(t.max())}].")
-        return t.long()
+        return self._mark_checked(t.long())
+
+    def _mark_checked(self, t: torch.Tensor) -> torch.Tensor:
+        self._checked[id(t)] = t
+        return t
+
+    def timesteps(self, t: int, batch: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """(batch,) long tensor of the code timestep t (0-indexed), checked here on the Python int, so
+        that the methods it is passed to never read it back from the device."""
+        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < self.T:
+            raise ValueError(f"timestep {t!r} must be an int in [0, {self.T - 1}] (0-indexed, code t = paper t - 1).")
+        return self._mark_checked(torch.full((batch,), t, dtype=torch.long, device=device))
+
+    def sample_t(self, batch: int, *, generator: torch.Generator | None = None,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+        """(batch,) timesteps drawn uniformly from {0, ..., T-1}, in range by construction."""
+        return self._mark_checked(torch.randint(0, self.T, (batch,), generator=generator, device=device))
 
     @staticmethod
     def _check_like(name: str, a: torch.Tensor, x: torch.Tensor, x_name: str = "x") -> None:
@@ -256,7 +303,7 @@ class Diffusion:
         For x0- or v-prediction the target is x_0 or v instead of eps (same sampling of t and eps).
         """
         if t is None:
-            t = torch.randint(0, self.T, (x0.shape[0],), device=x0.device)
+            t = self.sample_t(x0.shape[0], device=x0.device)
         if noise is None:
             noise = torch.randn_like(x0)
         x_t = self.q_sample(x0, t, noise)

@@ -52,8 +52,8 @@ def randn(shape: Sequence[int], *, generator: torch.Generator | None = None,
     return torch.randn(tuple(shape), generator=generator, device=gen_device, dtype=dtype).to(device)
 
 
-def _t_batch(t: int, x: torch.Tensor) -> torch.Tensor:
-    return torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)  # (B,)
+def _t_batch(diffusion: Diffusion, t: int, x: torch.Tensor) -> torch.Tensor:
+    return diffusion.timesteps(int(t), x.shape[0], x.device)  # (B,), checked on the int: no device sync
 
 
 def _check_level(diffusion: Diffusion, t: int, name: str = "t") -> int:
@@ -104,7 +104,7 @@ def ddim_step(diffusion: Diffusion, model: Model, x_t: torch.Tensor, t: int, t_p
 
     Code levels; ``t_prev = -1`` returns hat x_0. ``noise`` is z (drawn only when sigma > 0).
     """
-    tb = _t_batch(t, x_t)
+    tb = _t_batch(diffusion, t, x_t)
     pred_x0, pred_eps = diffusion.split_output(model(x_t, tb), x_t, tb)
     if clip_denoised:
         pred_x0 = pred_x0.clamp(-1, 1)
@@ -147,7 +147,7 @@ def ddpm_denoise(diffusion: Diffusion, model: Model, x_t: torch.Tensor, t: int, 
     t = _check_level(diffusion, t)
     x = x_t
     for s in tqdm(range(t, -1, -1), disable=not progress, desc="DDPM"):
-        out = diffusion.p_mean_variance(model, x, _t_batch(s, x), variance=variance, clip_denoised=clip_denoised)
+        out = diffusion.p_mean_variance(model, x, _t_batch(diffusion, s, x), variance=variance, clip_denoised=clip_denoised)
         if s > 0:
             z = randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             x = out.mean + torch.exp(0.5 * out.log_variance) * z
@@ -236,11 +236,12 @@ def ddim_invert(diffusion: Diffusion, model: Model, x0: torch.Tensor, t_star: in
         a_cur = 1.0 if i == 0 else float(abar[taus[i - 1]])       # x_0 (clean) before the first step
         a_next = float(abar[taus[i]])
         t_eval = taus[max(i - 1, 0)]  # the current level (for the clean x_0: the lowest level)
-        _, eps = diffusion.split_output(model(x, _t_batch(t_eval, x)), x, _t_batch(t_eval, x))
+        tb = _t_batch(diffusion, t_eval, x)
+        _, eps = diffusion.split_output(model(x, tb), x, tb)
         for _ in range(fixed_point_iters + 1):
             x_next = a_next ** 0.5 * (x - (1 - a_cur) ** 0.5 * eps) / a_cur ** 0.5 + (1 - a_next) ** 0.5 * eps
             if _ < fixed_point_iters:
-                tb = _t_batch(taus[i], x)
+                tb = _t_batch(diffusion, taus[i], x)
                 _, eps = diffusion.split_output(model(x_next, tb), x_next, tb)
         x = x_next
     return x, len(taus) * (1 + fixed_point_iters)

@@ -102,7 +102,7 @@ def noise_prediction_error(diffusion: Diffusion, model, x0: torch.Tensor, timest
     for t1 in timesteps:
         if not 1 <= int(t1) <= diffusion.T:
             raise ValueError(f"timestep {t1} must lie in [1, {diffusion.T}] (1-indexed, as t* in the paper).")
-        t = torch.full((x0.shape[0],), int(t1) - 1, device=x0.device, dtype=torch.long)
+        t = diffusion.timesteps(int(t1) - 1, x0.shape[0], x0.device)
         coarse = coarse_sigma > 0 and float(diffusion.alphas_cumprod[int(t1) - 1]) < 0.5   # SNR_t < 1
         level = 0.0
         for _ in range(n_noise):

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoints import check_compatible, data_fingerprint, load_checkpoint, save_checkpoint
 from .config import Profile, checkpoint_dir, get_device
 from .data.task import check_images
@@ -123,6 +124,17 @@ def training_differences(saved: dict[str, Any], config: TrainConfig) -> list[str
             if k not in COSMETIC_FIELDS and saved.get(k) != ours[k]]
 
 
+def _training_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The training set where minibatches are gathered: on the GPU when it takes under a quarter of its free
+    memory (no copy per step), else pinned host memory (asynchronous copies); the CPU as it is."""
+    if device.type != "cuda":
+        return images
+    free, _ = torch.cuda.mem_get_info(device)
+    if images.numel() * images.element_size() < free // 4:
+        return images.to(device)
+    return images.pin_memory()
+
+
 def train(model: nn.Module, diffusion, images: torch.Tensor, config: TrainConfig, *,
           device: str | torch.device | None = None, progress: bool = True,
           resume: str | os.PathLike | None = None) -> TrainResult:
@@ -131,10 +143,20 @@ def train(model: nn.Module, diffusion, images: torch.Tensor, config: TrainConfig
     `resume` names a checkpoint written by an earlier, interrupted run with the same config: the run
     continues from its step, and on the CPU ends with exactly the weights of an uninterrupted run.
     The global torch RNG is left as it was (dropout draws from a forked, seeded copy).
+
+    Under torchrun (:mod:`course_lib.distributed`) every process draws the same global batch, its
+    timesteps and its noise from the same generators and trains on its own slice of it, with
+    DistributedDataParallel averaging the gradients: the run equals one process's with the same
+    ``batch_size`` up to the order of floating-point sums (dropout draws per process). Only rank 0 writes
+    the checkpoint, which any number of processes can resume. The loss is read back from the device
+    every ``log_every`` steps only, where a non-finite loss stops the run.
     """
     images = check_images(images, "train: images")
     device = torch.device(device) if device is not None else get_device()
+    if distributed.is_distributed() and device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())   # this process's GPU (init_from_env)
     on_cuda = device.type == "cuda"
+    rows = distributed.shard(config.batch_size)                  # this process's slice of the global batch
     extra = {"data": data_fingerprint(images), "diffusion": diffusion_key(diffusion)}
     model.to(device).train()
     if on_cuda:
@@ -158,50 +180,70 @@ def train(model: nn.Module, diffusion, images: torch.Tensor, config: TrainConfig
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     if ckpt is not None:
         ema.load_state_dict(ckpt["ema"])
-    forward = torch.compile(model) if (config.compile and on_cuda) else model
+    net = model
+    if distributed.is_distributed():
+        from torch.nn.parallel import DistributedDataParallel
+        net = DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None)
+    forward = torch.compile(net) if (config.compile and on_cuda) else net
+    source = _training_images(images, device)
+    pending: list[torch.Tensor] = []                 # losses not yet read back from the device
+
+    def read_losses(done: int) -> None:
+        """Append the pending losses (the mean over processes) to `losses`; stop on a non-finite one."""
+        if not pending:
+            return
+        values = distributed.mean_over_processes(torch.stack(pending).float()).tolist()
+        pending.clear()
+        first = done - len(values) + 1
+        for i, value in enumerate(values):
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"train: the loss is {value} at step {first + i}; training stopped. Lower the learning "
+                    f"rate (lr={config.lr}), keep gradient clipping on, or check the model for NaN/inf.")
+        losses.extend(values)
+
     cuda_ids = [device.index or 0] if on_cuda else []
     with torch.random.fork_rng(devices=cuda_ids):
-        torch.manual_seed(config.seed + 2)                                       # dropout
+        torch.manual_seed(config.seed + 2 + distributed.rank())                 # dropout, per process
         if ckpt is not None:
             _set_rng_state(ckpt["rng"], data_gen, noise_gen, device)
         bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="train",
-                   disable=not progress, leave=False)
+                   disable=not progress or not distributed.is_main(), leave=False)
         t0 = time.perf_counter()
         for step in bar:                                  # this update makes `step + 1` steps done
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, config)
-            idx = torch.randint(len(images), (config.batch_size,), generator=data_gen)
-            x0 = images[idx].to(device, non_blocking=True)                      # (B, C, H, W)
+            # the global batch, drawn alike by every process; each trains on its own rows of it
+            idx = torch.randint(len(images), (config.batch_size,), generator=data_gen)[rows]
+            x0 = source[idx.to(source.device)].to(device, non_blocking=True)      # (B, C, H, W)
             if on_cuda:
                 x0 = x0.contiguous(memory_format=torch.channels_last)
-            t = torch.randint(diffusion.T, (config.batch_size,), generator=noise_gen, device=device)
-            noise = torch.randn(x0.shape, generator=noise_gen, device=device)
+            t = diffusion.sample_t(config.batch_size, generator=noise_gen, device=device)[rows]
+            noise = torch.randn((config.batch_size, *images.shape[1:]), generator=noise_gen, device=device)[rows]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and on_cuda):
-                loss = diffusion.loss_simple(forward, x0, t, noise)
-            value = loss.detach().item()
-            if not math.isfinite(value):
-                raise FloatingPointError(
-                    f"train: the loss is {value} at step {step + 1}; training stopped. Lower the learning "
-                    f"rate (lr={config.lr}), keep gradient clipping on, or check the model for NaN/inf.")
+                loss = diffusion.loss_simple(forward, x0, diffusion._mark_checked(t), noise)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             ema_update(ema, model, min(config.ema_decay, (1 + step) / (10 + step)))
-            losses.append(value)
+            pending.append(loss.detach())
             done = step + 1
-            if done % config.log_every == 0 or done == config.steps:
+            save = config.checkpoint_path and ((config.checkpoint_every and done % config.checkpoint_every == 0)
+                                               or done == config.steps)
+            if done % config.log_every == 0 or done == config.steps or save:
+                read_losses(done)
                 recent = losses[-config.log_every:]
                 bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
-            if config.checkpoint_path and ((config.checkpoint_every and done % config.checkpoint_every == 0)
-                                           or done == config.steps):
+            if save and distributed.is_main():
                 save_checkpoint(config.checkpoint_path, model, ema, optimizer, done,
                                 train_config=dataclasses.asdict(config),
                                 rng=_rng_state(data_gen, noise_gen, device), losses=losses,
                                 seconds=seconds + time.perf_counter() - t0, extra=extra)
         bar.close()
         seconds += time.perf_counter() - t0
+    distributed.barrier()                # the other processes wait for rank 0's last checkpoint
     return TrainResult(losses=losses, seconds=seconds, ema=ema, steps=max(start, len(losses)))
 
 

@@ -225,3 +225,49 @@ def test_exercise_checks_accept_right_and_reject_wrong_answers():
     for check, fn in wrong:
         with pytest.raises(ExerciseError):
             check(fn)
+
+
+class _CountReadbacks(torch.overrides.TorchFunctionMode):
+    """Counts the calls that read a tensor's values back to Python (a device sync on a GPU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in (torch.Tensor.item, torch.Tensor.__int__, torch.Tensor.tolist):
+            self.calls += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_reverse_chain_checks_its_timesteps_without_reading_them_back():
+    from course_lib.sampling import reconstruct
+    from course_lib.scoring import noise_prediction_error
+    d = Diffusion(1000)
+    x0 = torch.rand(2, 1, 4, 4) * 2 - 1
+    model = lambda x, t: 0.1 * x   # noqa: E731
+    with _CountReadbacks() as counter:
+        reconstruct(d, model, x0, 250, steps=5, generator=torch.Generator().manual_seed(0))
+        noise_prediction_error(d, model, x0, (10, 300), antithetic=True)
+        d.loss_simple(model, x0)
+        d.p_mean_variance(model, x0, 7)            # a Python int is checked as an int
+    assert counter.calls == 0
+    t = torch.tensor([3, 5])
+    with _CountReadbacks() as counter:
+        checked = d.check_t(t, x0)                 # a tensor from outside is read back once ...
+        d.p_mean_variance(model, x0, checked)      # ... and passes through the chain unread
+    assert counter.calls == 2                      # int(t.min()) and int(t.max())
+
+
+def test_timesteps_checked_once_are_still_refused_when_out_of_range():
+    d = Diffusion(10)
+    x = torch.zeros(2, 1, 2, 2)
+    d.check_t(torch.tensor([1, 2]), x)
+    with pytest.raises(ValueError, match=r"got range \[3, 10\]"):
+        d.check_t(torch.tensor([3, 10]), x)        # another tensor: checked afresh
+    with pytest.raises(ValueError, match=r"got range \[10, 10\]"):
+        d.q_sample(x, 10)
+    with pytest.raises(ValueError, match="must be an int in \\[0, 9\\]"):
+        d.timesteps(10, 2)
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        d.check_t(d.timesteps(1, 3), x)            # a checked tensor of the wrong batch is refused
