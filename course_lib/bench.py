@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from . import config, data, metrics
 from .atomic import atomic_write, write_text_atomic
 from .baselines import ALL_BASELINES, make_baseline
+from .claims import Claim
 from .detector import Detector
 from .diffusion_detector import DENOISER_LABELS, DiffusionDetector
 from .scoring import ScoreConfig
@@ -194,17 +195,47 @@ def read_cell(path: Path, cell: Cell, prof: config.Profile) -> dict | None:
     return row
 
 
+LEASE_S = 600.0   # a claim not renewed for this long (10 min) belongs to a process that died
+
+
+def unit_of(cell: Cell) -> str:
+    """The work that is claimed as one piece: a source (task, category, seed, split) with the baselines,
+    or with one denoiser's scores, which share its trained model."""
+    family = "baselines" if cell.method in ALL_BASELINES else cell.method.split("/")[0]
+    return f"{cell.task}__{cell.category}__{cell.seed}__{cell.split}__{family}".replace("/", "-")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/n' -> (i, n) with 0 <= i < n."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like i/n (e.g. 0/4), got {text!r}.") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {text}: need 0 <= i < n.")
+    return i, n
+
+
 def run(cells: list[Cell], prof: config.Profile, *, cache: Path | None = None, use_cache: bool = True,
-        on_row: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
+        on_row: Callable[[pd.DataFrame], None] | None = None, shard: tuple[int, int] = (0, 1),
+        lease_s: float = LEASE_S) -> pd.DataFrame:
     """Compute (or read from the cache) every cell; returns one row per cell that could run.
 
     `on_row(table so far)` runs after every finished cell, so that a run stopped early still leaves a
     table of what it did. A real dataset that is missing or incomplete on disk skips its cells with a
     one-line note. The progress bar counts only the cells left to compute.
+
+    Several processes may run the same grid on one cache at once (``--shard i/n``, one per GPU or per
+    job of a cluster array): each claims a piece of work (:func:`unit_of`, :mod:`course_lib.claims`)
+    before computing it, so no cell is computed twice; shard i starts at the i-th n-th of the grid and
+    goes on round it, so the processes spread out and then help each other; a piece whose process died
+    is taken over when its claim expires (`lease_s`). Cells that a live process is still computing are
+    left out of the table, with a note: run again once it has finished.
     """
     unknown = sorted({c.method for c in cells} - set(METHODS))
     if unknown:
         raise ValueError(f"Unknown method(s) {unknown}; valid methods: {', '.join(METHODS)}.")
+    index, count = shard
     cache = cache if cache is not None else cache_dir(prof)
     cache.mkdir(parents=True, exist_ok=True)
     found = {c: read_cell(cache / c.filename, c, prof) if use_cache else None for c in cells}
@@ -217,32 +248,66 @@ def run(cells: list[Cell], prof: config.Profile, *, cache: Path | None = None, u
         print(f"benchmark: {len(results)} of {len(cells)} cells found in the cache {cache}")
         if on_row:
             on_row(table())
-    bar = tqdm([c for c in cells if c not in results], desc="benchmark", unit="cell")
-    tasks, unavailable = {}, set()
-    for cell in bar:
-        source = (cell.task, cell.category, cell.seed, cell.split)
-        if source in unavailable:
+    units: dict[str, list[Cell]] = {}
+    for c in cells:
+        if c not in results:
+            units.setdefault(unit_of(c), []).append(c)
+    order = list(units)
+    start = index * len(order) // count
+    order = order[start:] + order[:start]
+    bar = tqdm(total=sum(map(len, units.values())), desc="benchmark", unit="cell")
+    tasks, unavailable, busy = {}, set(), []
+    for key in order:
+        claim = Claim(cache / "claims" / f"{key}.claim", lease_s=lease_s)
+        if not claim.acquire():
+            busy += units[key]
+            bar.update(len(units[key]))
             continue
-        where = "" if cell.split == "test" else f" ({cell.split})"
-        bar.set_postfix_str(f"{cell.task}/{cell.category} seed {cell.seed}{where}: {cell.method}")
-        if source not in tasks:
-            tasks.clear()                 # one task in memory at a time
-            try:
-                tasks[source] = data.load_task(cell.task, cell.category, seed=cell.seed, profile=prof,
-                                               split=cell.split)
-            except FileNotFoundError as err:   # a real dataset absent or only partly present
-                tqdm.write(f"skipping {cell.task}/{cell.category} seed {cell.seed}{where}: "
-                           f"{str(err).splitlines()[0]}")
-                unavailable.add(source)
-                continue
-        row = {"task": cell.task, "category": cell.category, "split": cell.split, "profile": prof.name,
-               "fingerprint": profile_fingerprint(prof), **run_cell(tasks[source], cell.method, prof, cell.seed)}
-        write_text_atomic(cache / cell.filename, json.dumps(row))
-        results[cell] = row
-        if on_row:
-            on_row(table())
+        try:
+            if claim.took_over:
+                tqdm.write(f"benchmark: taking over {key}, whose process stopped renewing its claim")
+            for cell in units[key]:
+                bar.update(1)
+                row = read_cell(cache / cell.filename, cell, prof) if use_cache else None
+                if row is None:                    # not finished by another process meanwhile
+                    row = _compute(cell, prof, tasks, unavailable, bar)
+                    if row is None:
+                        continue
+                    write_text_atomic(cache / cell.filename, json.dumps(row))
+                results[cell] = row
+                if on_row:
+                    on_row(table())
+        finally:
+            claim.release()
     bar.close()
+    for cell in busy:                              # finished by the other process by now?
+        row = read_cell(cache / cell.filename, cell, prof)
+        if row is not None:
+            results[cell] = row
+    left = [c for c in busy if c not in results]
+    if left:
+        print(f"benchmark: {len(left)} cell(s) are being computed by another process (claims in "
+              f"{cache / 'claims'}); they are not in this table. Run again once it has finished.")
     return table()
+
+
+def _compute(cell: Cell, prof: config.Profile, tasks: dict, unavailable: set, bar) -> dict | None:
+    """One cell's row, or None when its task cannot be loaded (noted once per task)."""
+    source = (cell.task, cell.category, cell.seed, cell.split)
+    if source in unavailable:
+        return None
+    where = "" if cell.split == "test" else f" ({cell.split})"
+    bar.set_postfix_str(f"{cell.task}/{cell.category} seed {cell.seed}{where}: {cell.method}")
+    if source not in tasks:
+        tasks.clear()                 # one task in memory at a time
+        try:
+            tasks[source] = data.load_task(cell.task, cell.category, seed=cell.seed, profile=prof, split=cell.split)
+        except FileNotFoundError as err:   # a real dataset absent or only partly present
+            tqdm.write(f"skipping {cell.task}/{cell.category} seed {cell.seed}{where}: {str(err).splitlines()[0]}")
+            unavailable.add(source)
+            return None
+    return {"task": cell.task, "category": cell.category, "split": cell.split, "profile": prof.name,
+            "fingerprint": profile_fingerprint(prof), **run_cell(tasks[source], cell.method, prof, cell.seed)}
 
 
 def real_tasks_on_disk(prof: config.Profile) -> list[str]:
@@ -342,7 +407,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                     "(default: the profile's)")
     ap.add_argument("--out", type=Path, default=None, help="where the tables go (default: see above)")
     ap.add_argument("--no-cache", action="store_true", help="recompute cells even if cached")
+    ap.add_argument("--shard", default="0/1", help="i/n: this is process i of n running the same grid on one "
+                    "cache (one per GPU, or per job of a cluster array); a final run without --shard "
+                    "assembles the tables")
     args = ap.parse_args(argv)
+    try:
+        shard = parse_shard(args.shard)
+    except ValueError as err:
+        ap.error(str(err))
     prof = config.profile(args.profile)
     custom = any(v is not None for v in (args.tasks, args.categories, args.methods, args.seeds))
     if args.full and custom:
@@ -370,7 +442,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     out = args.out if args.out is not None else default_out(prof, kind)
     config.setup(seed=seeds[0], quiet=True)
     print(f"benchmark ({kind}, profile {prof.name}): {len(cells)} cells -> {out}")
-    df = run(cells, prof, use_cache=not args.no_cache,
+    if shard[1] > 1:
+        print(f"shard {shard[0]} of {shard[1]}: the cells other processes have claimed are theirs")
+    df = run(cells, prof, use_cache=not args.no_cache, shard=shard,
              on_row=lambda table: write_tables(table, out, prof, seeds, figure=False))
     if not len(df):
         raise SystemExit("benchmark: no cell could run (see the notes above).")

@@ -182,3 +182,58 @@ def test_validation_cells_score_the_validation_split_beside_the_test_table(tmp_p
     with pytest.warns(UserWarning, match="split 'test' \\(expected 'validation'\\)"):
         again = bench.run(cells, SMOKE)
     assert again.iloc[2]["auroc"] == df.iloc[2]["auroc"]
+
+
+def test_two_shards_running_at_once_cover_the_grid_exactly_once(monkeypatch):
+    import threading
+    import time
+    cells = bench.grid_cells(["digits", "digits-c"], ["iforest", "copod"], [0, 1], {"digits": ["0", "1"]})
+    computed, lock = [], threading.Lock()
+    real_run_cell = bench.run_cell
+
+    def slow_run_cell(task, method, prof, seed):
+        with lock:
+            computed.append((task.name, method, seed, threading.current_thread().name))
+        time.sleep(0.05)                                       # let the two shards overlap
+        return real_run_cell(task, method, prof, seed)
+    monkeypatch.setattr(bench, "run_cell", slow_run_cell)
+    tables = {}
+    shards = [threading.Thread(target=lambda i=i: tables.__setitem__(i, bench.run(cells, SMOKE, shard=(i, 2))),
+                               name=f"shard{i}") for i in range(2)]
+    for t in shards:
+        t.start()
+    for t in shards:
+        t.join()
+    keys = [c[:3] for c in computed]
+    assert len(keys) == len(set(keys)) == len(cells)           # every cell once, none twice
+    assert {c[3] for c in computed} == {"shard0", "shard1"}    # both did a share
+    assemble = bench.run(cells, SMOKE)                         # a final run without --shard: all cached
+    assert len(assemble) == len(cells) and len(computed) == len(cells)
+    assert not list((bench.cache_dir(SMOKE) / "claims").glob("*.claim"))   # every claim released
+
+
+def test_a_dead_processes_claim_is_taken_over_and_a_live_ones_is_left_alone(capsys):
+    import os
+    import time
+    cells = bench.grid_cells(["digits"], ["iforest", "copod"], [0, 1])
+    claims = bench.cache_dir(SMOKE) / "claims"
+    claims.mkdir(parents=True)
+    dead = claims / f"{bench.unit_of(cells[0])}.claim"            # seed 0: its process was killed
+    live = claims / f"{bench.unit_of(cells[2])}.claim"            # seed 1: still running elsewhere
+    dead.write_text("{}")
+    live.write_text("{}")
+    os.utime(dead, (time.time() - 700, time.time() - 700))        # not renewed for longer than the lease
+    df = bench.run(cells, SMOKE, lease_s=600)
+    out = capsys.readouterr()
+    assert list(df["seed"]) == [0, 0] and "taking over digits__0__0__test__baselines" in out.err + out.out
+    assert "2 cell(s) are being computed by another process" in out.out
+    assert live.exists() and not dead.exists()
+    live.unlink()                                                  # that process finished (or died): run again
+    assert list(bench.run(cells, SMOKE)["seed"]) == [0, 0, 1, 1]
+
+
+def test_shard_must_be_i_of_n(tmp_path):
+    assert bench.parse_shard("1/4") == (1, 4)
+    for bad in ("4/4", "x", "1-4"):
+        with pytest.raises(SystemExit):
+            bench.main(["--tasks", "digits", "--methods", "iforest", "--shard", bad, "--out", str(tmp_path)])
