@@ -164,14 +164,17 @@ class AttentionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
-        qkv = self.qkv(self.norm(x).reshape(B, C, H * W))          # (B, 3C, N), N = H*W
-        # (3, B, heads, N, C/heads), made contiguous: with each head's features adjacent in memory, SDPA can
-        # take its fused kernel rather than the matmul fallback (a third less time for this block on a CPU)
-        qkv = qkv.reshape(B, 3, self.num_heads, C // self.num_heads, H * W).permute(1, 0, 2, 4, 3).contiguous()
-        q, k, v = qkv[0], qkv[1], qkv[2]                           # (B, heads, N, C/heads) each
-        a = F.scaled_dot_product_attention(q, k, v)                # softmax(q k^T / sqrt(d)) v
-        a = a.permute(0, 1, 3, 2).reshape(B, C, H * W)             # (B, C, N)
-        return x + self.proj(a).reshape(B, C, H, W)
+        # The 1x1 convolutions are linear maps of each position's features: applied as matrix products on
+        # (B, N, C), N = H*W, which is faster on a CPU than a convolution and gives q, k, v with each head's
+        # features adjacent in memory, as SDPA's fused kernel wants. The weights stay those of the convs.
+        h = self.norm(x).reshape(B, C, H * W).transpose(1, 2)             # (B, N, C)
+        qkv = F.linear(h, self.qkv.weight[:, :, 0], self.qkv.bias)         # (B, N, 3C)
+        qkv = qkv.reshape(B, H * W, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]                                   # (B, heads, N, C/heads) each
+        a = F.scaled_dot_product_attention(q, k, v)                        # softmax(q k^T / sqrt(d)) v
+        a = a.transpose(1, 2).reshape(B, H * W, C)                         # (B, N, C)
+        out = F.linear(a, self.proj.weight[:, :, 0], self.proj.bias)       # (B, N, C)
+        return x + out.transpose(1, 2).reshape(B, C, H, W)
 
 
 class Downsample(nn.Module):
