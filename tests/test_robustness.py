@@ -168,6 +168,23 @@ def test_differentiable_scores_are_decision_function_and_pgd_lowers_them(tiny_di
         dets["noise"].differentiable_scores(torch.zeros(2, 3, 16, 16))
 
 
+def test_attacking_a_few_images_at_a_time_attacks_the_same_scores(tiny_digits_detectors):
+    """adversarial_curves attacks a few images at a time to bound memory. The noise score of an image is
+    its own (its noise pattern is shared by the batch), so a smaller batch attacks the same function;
+    the reconstruction score draws its noise per position in the batch, so there a smaller batch attacks
+    other draws of the same score. Either way the attack lowers the scores alike."""
+    task, dets = tiny_digits_detectors
+    anomalies = task.test[task.labels == 1][:6]
+    noise = dets["noise"]
+    alone = torch.cat([noise.differentiable_scores(anomalies[i:i + 1]) for i in range(6)])
+    torch.testing.assert_close(alone, noise.differentiable_scores(anomalies), rtol=1e-4, atol=1e-5)
+    for det in dets.values():
+        whole = robustness.pgd_attack(det.differentiable_scores, anomalies, 8 / 255, steps=2, batch_size=6)
+        split = robustness.pgd_attack(det.differentiable_scores, anomalies, 8 / 255, steps=2, batch_size=4)
+        before, a, b = (det.decision_function(x).mean() for x in (anomalies, whole, split))
+        assert a < before and b < before and abs(a - b) < 0.5 * (before - a), (before, a, b)
+
+
 class _Recorder(Detector):
     """Scores an image by its mean and remembers every image it was shown."""
     name = "recorder"
