@@ -76,8 +76,9 @@ def _on_device(coef: torch.Tensor, device: torch.device) -> torch.Tensor:
         return coef
     source, copy = _DEVICE_COPIES.get((id(coef), device), (None, None))
     if source is None or source() is not coef:                 # not made yet, or made for a freed tensor
-        copy = coef.to(device)
-        _DEVICE_COPIES[(id(coef), device)] = (weakref.ref(coef), copy)
+        copy, key = coef.to(device), (id(coef), device)
+        # dropped with its source tensor, so that a freed schedule leaves no copy behind
+        _DEVICE_COPIES[key] = (weakref.ref(coef, lambda _, key=key: _DEVICE_COPIES.pop(key, None)), copy)
     return copy
 
 

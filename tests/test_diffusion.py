@@ -271,3 +271,15 @@ def test_timesteps_checked_once_are_still_refused_when_out_of_range():
         d.timesteps(10, 2)
     with pytest.raises(ValueError, match=r"shape \(2,\)"):
         d.check_t(d.timesteps(1, 3), x)            # a checked tensor of the wrong batch is refused
+
+
+def test_device_copies_of_the_schedule_are_made_once_and_freed_with_it(monkeypatch):
+    from course_lib import diffusion as dm
+    coef = torch.arange(5.0)
+    device = torch.device("meta")                  # another device than coef's, available everywhere
+    first = dm._on_device(coef, device)
+    assert dm._on_device(coef, device) is first and first.device == device
+    key = (id(coef), device)
+    assert key in dm._DEVICE_COPIES
+    del coef, first
+    assert key not in dm._DEVICE_COPIES
