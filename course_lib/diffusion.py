@@ -168,9 +168,10 @@ class Diffusion:
         if int(t.min()) < 0 or int(t.max()) >= self.T:
             raise ValueError(f"timesteps must lie in [0, {self.T - 1}] (0-indexed, code t = paper t - 1), "
                              f"got range [{int(t.min())}, {int(t.max())}].")
-        return self._mark_checked(t.long())
+        return self.mark_checked(t.long())
 
-    def _mark_checked(self, t: torch.Tensor) -> torch.Tensor:
+    def mark_checked(self, t: torch.Tensor) -> torch.Tensor:
+        """Record `t`, whose values are in range by construction (e.g. rows of :meth:`sample_t`), as checked."""
         self._checked[id(t)] = t
         return t
 
@@ -179,12 +180,12 @@ class Diffusion:
         that the methods it is passed to never read it back from the device."""
         if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < self.T:
             raise ValueError(f"timestep {t!r} must be an int in [0, {self.T - 1}] (0-indexed, code t = paper t - 1).")
-        return self._mark_checked(torch.full((batch,), t, dtype=torch.long, device=device))
+        return self.mark_checked(torch.full((batch,), t, dtype=torch.long, device=device))
 
     def sample_t(self, batch: int, *, generator: torch.Generator | None = None,
                  device: torch.device | str = "cpu") -> torch.Tensor:
         """(batch,) timesteps drawn uniformly from {0, ..., T-1}, in range by construction."""
-        return self._mark_checked(torch.randint(0, self.T, (batch,), generator=generator, device=device))
+        return self.mark_checked(torch.randint(0, self.T, (batch,), generator=generator, device=device))
 
     @staticmethod
     def _check_like(name: str, a: torch.Tensor, x: torch.Tensor, x_name: str = "x") -> None:

@@ -218,10 +218,10 @@ def train(model: nn.Module, diffusion, images: torch.Tensor, config: TrainConfig
             x0 = source[idx.to(source.device)].to(device, non_blocking=True)      # (B, C, H, W)
             if on_cuda:
                 x0 = x0.contiguous(memory_format=torch.channels_last)
-            t = diffusion.sample_t(config.batch_size, generator=noise_gen, device=device)[rows]
+            t = diffusion.mark_checked(diffusion.sample_t(config.batch_size, generator=noise_gen, device=device)[rows])
             noise = torch.randn((config.batch_size, *images.shape[1:]), generator=noise_gen, device=device)[rows]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and on_cuda):
-                loss = diffusion.loss_simple(forward, x0, diffusion._mark_checked(t), noise)
+                loss = diffusion.loss_simple(forward, x0, t, noise)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip is not None:
