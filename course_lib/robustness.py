@@ -269,9 +269,10 @@ def adversarial_curves(study: Study, eps: Sequence[float] = (0, 1 / 255, 2 / 255
     perturbations made against each differentiable `sources` method ("transfer from ..."), by default
     every differentiable detector of the study. One row per method, eps and source.
 
-    `batch_size` images are attacked at once. Backpropagating through the reconstruction score keeps
-    every DDIM step's activations: at 32 px in the cpu profile about 0.15 GB per image, so the default 4
-    keeps the attack near half a gigabyte (32 took over 5 GB)."""
+    `batch_size` images are attacked at once, which bounds the attack's memory: the backward pass needs
+    the activations of every network call of the score. The reconstruction score makes 40 calls per
+    image in the cpu profile; its calls recompute their activations in the backward pass instead of
+    keeping them (:meth:`DiffusionDetector.differentiable_scores`)."""
     task = study.task
     normals, anomalies = task.test[task.labels == 0], task.test[task.labels == 1][:max_images]
     clean_normal = {m: det.decision_function(normals) for m, det in study.detectors.items()}
