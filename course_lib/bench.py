@@ -324,13 +324,15 @@ def real_tasks_on_disk(prof: config.Profile) -> list[str]:
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """Test rows: mean ± std over categories and seeds, per task and method; ``val_auroc`` is the mean
-    AUROC of the validation cells of the same task and method (NaN where there are none)."""
+    AUROC of the validation cells of the same task and method (NaN where there are none). The costs
+    (``fit_s``, ``ms_per_image``) are medians: the cells of a long run are timed at different times and
+    loads, and one cell timed on a busy machine would otherwise drag a mean."""
     split = df["split"] if "split" in df else pd.Series("test", index=df.index)
     test, val = df[split == "test"], df[split == "validation"]
     g = test.groupby(["task", "method"], sort=False)
     out = g.agg(auroc=("auroc", "mean"), auroc_std=("auroc", "std"), auprc=("auprc", "mean"),
-                auprc_std=("auprc", "std"), pixel_auroc=("pixel_auroc", "mean"), fit_s=("fit_s", "mean"),
-                ms_per_image=("ms_per_image", "mean"), nfe=("nfe", "mean"), cells=("auroc", "size"))
+                auprc_std=("auprc", "std"), pixel_auroc=("pixel_auroc", "mean"), fit_s=("fit_s", "median"),
+                ms_per_image=("ms_per_image", "median"), nfe=("nfe", "mean"), cells=("auroc", "size"))
     out = out.reset_index().fillna({"auroc_std": 0.0, "auprc_std": 0.0})
     val_auroc = val.groupby(["task", "method"])["auroc"].mean().rename("val_auroc")
     return out.join(val_auroc, on=["task", "method"]) if len(val) else out.assign(val_auroc=np.nan)
@@ -339,7 +341,9 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
 def to_markdown(summary: pd.DataFrame, prof: config.Profile, seeds: list[int]) -> str:
     with_val = summary["val_auroc"].notna().any()
     lines = [f"Profile `{prof.name}`, test split; mean ± std over categories and seeds "
-             f"({', '.join(map(str, seeds))}). fit s = training seconds (diffusion) or fit seconds (baselines); "
+             f"({', '.join(map(str, seeds))}). fit s = training seconds (diffusion) or fit seconds (baselines), "
+             "and ms / image, are medians over the cells, which ran at different times and loads: for a fair "
+             "comparison of costs see notebook 07, which times them side by side. "
              "NFE = network evaluations per image."
              + (f" val AUROC = the same method on the validation split (seed {seeds[0]}, every category; "
                 "models trained on the validation training images), where the settings were chosen."
