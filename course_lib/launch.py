@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .atomic import write_text_atomic
-from .config import repo_root
+from .config import cache_root, repo_root
 
 BRANCH = "main"
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
@@ -54,6 +54,30 @@ def _slug() -> str:
         raise RuntimeError(f"the repository URL {repository_url()!r} is not https://github.com/OWNER/NAME, "
                            "which Colab and Binder need.")
     return m.group(1)
+
+
+def raw_url() -> str:
+    """Where the main branch's files are served as they are (for results/ outside a clone)."""
+    return f"https://raw.githubusercontent.com/{_slug()}/{BRANCH}"
+
+
+def results_file(name: str) -> Path:
+    """A file of the repository's ``results/`` folder (e.g. ``"benchmark.csv"``), for the notebooks that read
+    a committed result. In a clone, its own copy. Where course_lib was installed without the repository
+    (Colab installs it with pip), the main branch's copy, downloaded once into the user cache."""
+    local = repo_root() / "results" / name
+    if local.is_file():
+        return local
+    cached = cache_root() / "results-main" / name
+    if not cached.is_file():
+        from .data.fetch import DownloadError, fetch
+        try:
+            fetch(f"{raw_url()}/results/{name}", cached, progress=False, retries=1, timeout=30)
+        except DownloadError as err:
+            raise FileNotFoundError(f"results/{name} is not in this installation ({local} does not exist) and "
+                                    f"could not be downloaded: {err} Clone the repository "
+                                    f"({repository_url()}), or connect to the internet.") from None
+    return cached
 
 
 def colab_url(notebook: str) -> str:

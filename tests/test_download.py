@@ -12,15 +12,11 @@ import hashlib
 import io
 import os
 import pickle
-import re
 import shutil
 import socket
 import struct
 import tarfile
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,68 +32,6 @@ SMOKE = profile("smoke")
 
 def _md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
-
-
-# --- a local server: Range honoured or ignored, a connection cut once -------------------------------------------
-class _Server:
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.hits: list[tuple[str, str | None]] = []   # (file, Range header) per request
-        self.honour_range = True
-        self.cut: dict[str, list[int]] = {}             # file -> bytes sent before the connection drops, per request
-        state = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                name = self.path.lstrip("/")
-                rng = self.headers.get("Range")
-                state.hits.append((name, rng))
-                path = state.folder / name
-                if not path.is_file():
-                    self.send_error(404)
-                    return
-                data = path.read_bytes()
-                start = int(re.fullmatch(r"bytes=(\d+)-", rng).group(1)) if rng and state.honour_range else 0
-                if start >= len(data) > 0:
-                    self.send_response(416)
-                    self.send_header("Content-Range", f"bytes */{len(data)}")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                self.send_response(206 if start else 200)
-                if start:
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                self.send_header("Content-Length", str(len(data) - start))
-                self.end_headers()
-                cuts = state.cut.get(name) or [len(data)]
-                self.wfile.write(data[start:start + cuts.pop(0)])   # then closed (HTTP/1.0)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
-
-    def put(self, name: str, data: bytes) -> str:
-        (self.folder / name).write_bytes(data)
-        return self.url(name)
-
-
-@pytest.fixture()
-def server(tmp_path, monkeypatch):
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    (tmp_path / "srv").mkdir()
-    srv = _Server(tmp_path / "srv")
-    srv.thread.start()
-    yield srv
-    srv.httpd.shutdown()
-    srv.httpd.server_close()
-    srv.thread.join(timeout=5)
 
 
 # --- archives in the real formats ---------------------------------------------------------------------------

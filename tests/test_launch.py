@@ -69,3 +69,20 @@ def test_the_course_map_has_a_row_per_notebook_with_its_prerequisites_and_own_la
         assert path.startswith(f"notebooks/{number}_")
         earlier = [int(n) for n in re.findall(r"\d\d", needs)]
         assert all(n < int(number) for n in earlier), (number, needs)   # a notebook needs only earlier ones
+
+
+def test_a_results_file_is_the_clones_own_else_downloaded_once_from_the_main_branch(server, tmp_path, monkeypatch):
+    assert launch.results_file("benchmark.csv") == config.repo_root() / "results" / "benchmark.csv"
+    # installed without the repository (Colab): the file comes from the main branch, into the user cache
+    monkeypatch.setattr(launch, "repo_root", lambda: tmp_path / "site-packages")
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(launch, "raw_url", lambda: server.url("main"))
+    (server.folder / "main" / "results").mkdir(parents=True)
+    server.put("main/results/benchmark.csv", b"task,auroc\ndigits,0.9\n")
+    path = launch.results_file("benchmark.csv")
+    assert path == tmp_path / "cache" / "results-main" / "benchmark.csv"
+    assert path.read_bytes() == b"task,auroc\ndigits,0.9\n"
+    assert launch.results_file("benchmark.csv") == path and len(server.hits) == 1   # not fetched twice
+    with pytest.raises(FileNotFoundError, match=r"results/nothing\.md is not in this installation.*HTTP 404.*Clone"):
+        launch.results_file("nothing.md")
+    assert not (tmp_path / "cache" / "results-main" / "nothing.md").exists()
