@@ -81,6 +81,8 @@ QUICK_DIFFUSION_METHOD = "ddpm-unet/noise"
 # object), since each photo costs a model per seed and denoiser; photos-64: the astronaut alone, the
 # same crops at twice the side for the paper's "DiT scales to larger images" (a 64 px model trains for
 # 20-30 minutes on 2 cores, so three photos would add five hours).
+POOLED = "all"   # the category of digits-c and mnist-c that pools every corruption
+
 FULL_CATEGORIES: dict[str, list[str]] = {
     "digits": data.task_categories("digits"),
     "digits-c": data.task_categories("digits-c"),
@@ -322,11 +324,20 @@ def real_tasks_on_disk(prof: config.Profile) -> list[str]:
     return found
 
 
+def reported_task(df: pd.DataFrame) -> pd.Series:
+    """The task a row is reported under. A task with a pooled category ("all": digits-c, mnist-c) keeps
+    its name for the pooled cells and reports its single-corruption cells apart, as "<task> per
+    corruption": a mean over both would mix the pooled task with fifteen easier ones."""
+    pooled = df["task"].map(lambda t: t in data.TASKS and POOLED in data.TASKS[t].categories)
+    return df["task"].where(~pooled | (df["category"] == POOLED), df["task"] + " per corruption")
+
+
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Test rows: mean ± std over categories and seeds, per task and method; ``val_auroc`` is the mean
-    AUROC of the validation cells of the same task and method (NaN where there are none). The costs
-    (``fit_s``, ``ms_per_image``) are medians: the cells of a long run are timed at different times and
-    loads, and one cell timed on a busy machine would otherwise drag a mean."""
+    """Test rows: mean ± std over categories and seeds, per task (as :func:`reported_task` names it) and
+    method; ``val_auroc`` is the mean AUROC of the validation cells of the same task and method (NaN where
+    there are none). The costs (``fit_s``, ``ms_per_image``) are medians: the cells of a long run are timed
+    at different times and loads, and one cell timed on a busy machine would otherwise drag a mean."""
+    df = df.assign(task=reported_task(df))
     split = df["split"] if "split" in df else pd.Series("test", index=df.index)
     test, val = df[split == "test"], df[split == "validation"]
     g = test.groupby(["task", "method"], sort=False)

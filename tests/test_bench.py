@@ -240,9 +240,21 @@ def test_shard_must_be_i_of_n(tmp_path):
 
 
 def test_the_summary_reports_median_costs_so_one_cell_timed_on_a_busy_machine_does_not_drag_them():
-    rows = [dict(task="digits", method="knn", split="test", auroc=a, auprc=a, pixel_auroc=np.nan, fit_s=f,
+    rows = [dict(task="digits", category="0", method="knn", split="test", auroc=a, auprc=a, pixel_auroc=np.nan, fit_s=f,
                  ms_per_image=ms, nfe=0) for a, f, ms in ((0.9, 1.0, 2.0), (0.8, 1.2, 3.0), (0.7, 90.0, 400.0))]
     summary = bench.summarize(pd.DataFrame(rows)).iloc[0]
     assert summary.ms_per_image == 3.0 and summary.fit_s == 1.2           # medians, not means
     assert summary.auroc == pytest.approx(0.8) and summary.auroc_std == pytest.approx(0.1)   # AUROC: mean ± std
     assert "medians over the cells" in bench.to_markdown(bench.summarize(pd.DataFrame(rows)), SMOKE, [0, 1, 2])
+
+
+def test_the_summary_reports_the_pooled_digits_c_apart_from_its_single_corruptions():
+    rows = [dict(task=t, category=c, method="knn", split="test", auroc=a, auprc=a, pixel_auroc=np.nan, fit_s=1.0,
+                 ms_per_image=1.0, nfe=0)
+            for t, c, a in (("digits-c", "all", 0.8), ("digits-c", "fog", 1.0), ("digits-c", "shear", 0.9),
+                            ("digits", "0", 0.7))]
+    summary = bench.summarize(pd.DataFrame(rows)).set_index("task")
+    assert list(summary.index) == ["digits-c", "digits-c per corruption", "digits"]
+    assert summary.loc["digits-c", "auroc"] == 0.8 and summary.loc["digits-c", "cells"] == 1
+    assert summary.loc["digits-c per corruption", "auroc"] == pytest.approx(0.95)
+    assert summary.loc["digits", "auroc"] == 0.7
