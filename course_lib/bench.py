@@ -377,12 +377,20 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import seaborn as sns
-    fig, ax = plt.subplots(figsize=(1.6 * summary["task"].nunique() + 3, 3.6))
-    sns.barplot(data=summary, x="task", y="auroc", hue="method", ax=ax)
+    tasks, methods = list(dict.fromkeys(summary["task"])), list(dict.fromkeys(summary["method"]))
+    mean = summary.pivot(index="task", columns="method", values="auroc").reindex(index=tasks, columns=methods)
+    std = summary.pivot(index="task", columns="method", values="auroc_std").reindex(index=tasks, columns=methods)
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(1.3 * len(tasks) + 4.5, 3.6))
+    colors = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20").colors
+    for i, method in enumerate(methods):               # grouped bars, ± the std over categories and seeds
+        ax.bar(np.arange(len(tasks)) + (i - (len(methods) - 1) / 2) * width, mean[method], width, yerr=std[method],
+               color=colors[i % len(colors)], label=method, error_kw=dict(lw=0.6, capsize=1))
     ax.axhline(0.5, color="k", ls="--", lw=1)
-    ax.set(ylim=(0, 1), ylabel="image AUROC (mean, test)", title="Benchmark")
-    ax.legend(fontsize="small", ncol=2)
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set(ylim=(0, 1.02), ylabel="image AUROC (test)",
+           title="Benchmark: mean ± std over categories and seeds (dashed: chance)")
+    ax.legend(fontsize="small", bbox_to_anchor=(1.01, 1), loc="upper left")
     fig.tight_layout()
     with atomic_write(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
