@@ -75,14 +75,14 @@ for _denoiser, _label in DENOISER_LABELS.items():
 QUICK_DIFFUSION_TASKS = ("digits", "digits-c", "textures", "photos")
 QUICK_DIFFUSION_METHOD = "ddpm-unet/noise"
 
+POOLED = "all"   # the category of digits-c and mnist-c that pools every corruption
+
 # The --full grid's categories. digits: all ten classes (the paper's one-class protocol); digits-c: the
 # pooled task and each corruption alone (they share one model per seed: the same clean training digits);
 # textures: all three; photos: three photos (astronaut, chelsea, coffee: a portrait, an animal and an
 # object), since each photo costs a model per seed and denoiser; photos-64: the astronaut alone, the
 # same crops at twice the side for the paper's "DiT scales to larger images" (a 64 px model trains for
 # 20-30 minutes on 2 cores, so three photos would add five hours).
-POOLED = "all"   # the category of digits-c and mnist-c that pools every corruption
-
 FULL_CATEGORIES: dict[str, list[str]] = {
     "digits": data.task_categories("digits"),
     "digits-c": data.task_categories("digits-c"),
