@@ -8,10 +8,10 @@ install:
 
 BENCH_ARGS ?=
 bench: install   ## the main job: every offline task, one category and seed, the baselines and the U-Net (minutes)
-	$(PY) -m course_lib.bench $(BENCH_ARGS)
+	$(PY) -m course_lib.programs.bench $(BENCH_ARGS)
 
 bench-full: install  ## the complete grid behind results/ (cpu profile: hours, resumable from the user cache)
-	COURSE_PROFILE=$${COURSE_PROFILE:-cpu} $(PY) -m course_lib.bench --full
+	COURSE_PROFILE=$${COURSE_PROFILE:-cpu} $(PY) -m course_lib.programs.bench --full
 
 # KaTeX renders the notebooks' math in tests/test_notebook_standard.py (git-ignored, installed once).
 KATEX_VERSION = 0.19.1

@@ -7,7 +7,6 @@ seeds) comes from the :class:`Profile` returned by :func:`profile`.
 from __future__ import annotations
 
 import os
-import platform
 import random
 import sys
 from dataclasses import dataclass, replace
@@ -140,17 +139,16 @@ def seed_everything(seed: int) -> None:
 
 
 def data_root() -> Path:
-    """Where real datasets live: `$COURSE_DATA`; else the repository's ``data/`` folder when running
-    from a checkout (so notebooks/ and the repo root agree); else ``./data``."""
+    """Where real datasets live: `$COURSE_DATA`; else the course's ``data/`` folder (the one holding its
+    README.md) in the current directory or its parent, so that a clone's root and its ``notebooks/`` agree;
+    else ``./data``."""
     if os.environ.get("COURSE_DATA"):
         return Path(os.environ["COURSE_DATA"]).expanduser()
-    repo_data = repo_root() / "data"
-    return repo_data if (repo_data / "README.md").exists() else Path("data")
-
-
-def repo_root() -> Path:
-    """The repository that holds course_lib (for results/)."""
-    return Path(__file__).resolve().parent.parent
+    here = Path.cwd()
+    for folder in (here, here.parent):
+        if (folder / "data" / "README.md").is_file():
+            return folder / "data"
+    return Path("data")
 
 
 def cache_root() -> Path:
@@ -169,29 +167,3 @@ def checkpoint_dir() -> Path:
 def on_colab() -> bool:
     """True inside Google Colab, where the course defaults to the real datasets that download themselves."""
     return "google.colab" in sys.modules
-
-
-def setup(seed: int = 0, *, quiet: bool = False) -> Profile:
-    """First code cell of every notebook: seed, pick the device, set the plot style, print a banner."""
-    prof = profile()
-    seed_everything(seed)
-    from .exercises import quiet_not_done
-    quiet_not_done()                 # an unfinished exercise shows its message, not a traceback
-    try:
-        import matplotlib as mpl
-        import seaborn as sns
-        sns.set_theme(context="notebook", style="whitegrid")
-        mpl.rcParams["figure.dpi"] = 90
-    except ImportError:  # plotting is optional for scripts
-        pass
-    if not quiet:
-        dev = get_device()
-        print(f"course_lib profile: {prof.name} | device: {dev} | seed: {seed}")
-        print(f"python {platform.python_version()} | torch {torch.__version__} | "
-              f"numpy {np.__version__} | threads {torch.get_num_threads()}")
-        if on_colab():
-            print(f"Colab: real datasets download into {data_root().resolve()} when a notebook first loads "
-                  "one (each says its size first)."
-                  + ("" if dev.type == "cuda" else " This runtime has no GPU, so the profile is cpu; for the "
-                     "paper's scale choose Runtime > Change runtime type > a GPU, then rerun."))
-    return prof

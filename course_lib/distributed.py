@@ -47,7 +47,7 @@ def init_from_env(device: str | torch.device | None = None) -> torch.device:
     missing = [v for v in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
     if missing:
         raise RuntimeError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} but {', '.join(missing)} not set: start the "
-                           "processes with torchrun (torchrun --nproc_per_node N -m course_lib.train_cli ...).")
+                           "processes with torchrun (torchrun --nproc_per_node N -m course_lib.programs.train_cli ...).")
     if requested.type == "cuda":
         local = int(os.environ["LOCAL_RANK"])
         if local >= torch.cuda.device_count():

@@ -35,7 +35,7 @@ SamplerName = Literal[
 
 def grad_through_images(fn):
     """Run `fn` without autograd, unless the images it is given (its first tensor argument) require grad:
-    then gradients flow back to them, for an adversarial attack on a score (course_lib.robustness).
+    then gradients flow back to them, for an adversarial attack on a score (course_lib.programs.robustness).
     Sampling and scoring never build a graph otherwise, whatever the network's parameters say."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):

@@ -8,6 +8,13 @@ import numpy as np
 import torch
 
 
+def set_style() -> None:
+    """The course's plot style: seaborn's whitegrid at notebook scale, 90 dpi."""
+    import seaborn as sns
+    sns.set_theme(context="notebook", style="whitegrid")
+    plt.rcParams["figure.dpi"] = 90
+
+
 def to_display(images: torch.Tensor) -> np.ndarray:
     """(N, C, H, W) in [-1, 1] -> (N, H, W, C) or (N, H, W) floats in [0, 1] for imshow."""
     x = ((images.detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from course_lib import ablations, config, data, metrics
+from course_lib import config, data, metrics
+from course_lib.programs import ablations
 from course_lib.diffusion_detector import DiffusionDetector
 from course_lib.scoring import ScoreConfig
 from course_lib.data.textures import DEFECTS
@@ -116,7 +117,8 @@ def test_each_variant_changes_what_its_name_says(name, monkeypatch):
 
 def test_level_sweep_scores_each_timestep_alone(tmp_path, monkeypatch, one_thread):
     import dataclasses
-    from course_lib import bench, config, data, metrics
+    from course_lib import config, data, metrics
+    from course_lib.programs import bench
     from course_lib.diffusion_detector import DiffusionDetector
     monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path / "ckpt"))
     rows = ablations.main(["--profile", "smoke", "--categories", "grass", "--levels", "10", "400",

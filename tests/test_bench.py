@@ -1,14 +1,18 @@
 """The benchmark runner: the default run's cut, tables, resume from the user cache, damaged cache files,
 partly present datasets, clear errors."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from course_lib import bench, config, data
+from course_lib import config, data
+from course_lib.programs import bench
 from course_lib.baselines import ALL_BASELINES
 from course_lib.scoring import ScoreConfig
+
+REPO = Path(__file__).resolve().parents[1]   # the checkout under test
 
 SMOKE = config.profile("smoke")
 
@@ -106,7 +110,9 @@ def test_a_partly_present_mvtec_folder_runs_the_categories_it_has(tmp_path, monk
     assert "skipping mvtec/cable seed 0" in out
 
 
-def test_the_default_run_is_every_offline_task_once_and_writes_outside_results():
+def test_the_default_run_is_every_offline_task_once_and_writes_outside_results(monkeypatch):
+    monkeypatch.chdir(REPO)
+    monkeypatch.delenv("COURSE_RESULTS", raising=False)
     cells = bench.quick_cells(config.profile("cpu"))
     assert {c.task for c in cells} == set(data.offline_tasks())
     assert {(c.task, c.category) for c in cells} == {(t, data.TASKS[t].default_category) for t in data.offline_tasks()}
@@ -114,8 +120,8 @@ def test_the_default_run_is_every_offline_task_once_and_writes_outside_results()
     diffusion = {c.task for c in cells if c.method not in ALL_BASELINES}
     assert diffusion == set(bench.QUICK_DIFFUSION_TASKS) and len(diffusion) <= 6   # models that train in minutes
     assert {c.method for c in cells if c.task == "photos-64"} == set(ALL_BASELINES)
-    results = config.repo_root() / "results"
-    assert bench.default_out(config.profile("cpu"), "full") == results
+    results = REPO / "results"
+    assert bench.default_out(config.profile("cpu"), "full") == results     # run from the clone's root
     for name, kind in (("cpu", "quick"), ("smoke", "full"), ("gpu", "full"), ("cpu", "custom")):
         assert not bench.default_out(config.profile(name), kind).is_relative_to(results)
 

@@ -11,10 +11,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from course_lib.config import repo_root
+REPO = Path(__file__).resolve().parents[1]   # the checkout under test
+
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -34,7 +36,7 @@ def lab(tmp_path):
     """A JupyterLab server on a copy of the notebook (autosave must not touch the repository's), smoke
     profile, reference solutions for the stubs."""
     (tmp_path / "notebooks").mkdir()
-    shutil.copy(repo_root() / NOTEBOOK, tmp_path / NOTEBOOK)
+    shutil.copy(REPO / NOTEBOOK, tmp_path / NOTEBOOK)
     port = _free_port()
     env = {**os.environ, "COURSE_PROFILE": "smoke", "COURSE_SOLUTIONS": "1",
            "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from course_lib import checks, metrics
-from course_lib.checks import ExerciseError
+from course_lib import metrics
+from course_lib.course import checks
+from course_lib.course.checks import ExerciseError
 
 
 def _bootstrap(labels, a, b, n_boot, seed, *, paired=True, stratified=True, replace=True, point="full"):

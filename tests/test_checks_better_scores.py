@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from course_lib import checks
+from course_lib.course import checks
 from course_lib.anomaly_maps import calibrate_maps, standardize_maps
-from course_lib.checks import ExerciseError
+from course_lib.course.checks import ExerciseError
 
 
 def z_map(levels, normal, floor, *, unbiased=True, use_floor=True, per_level=True, pooled=False):

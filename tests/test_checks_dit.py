@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from course_lib import checks
-from course_lib.checks import ExerciseError
+from course_lib.course import checks
+from course_lib.course.checks import ExerciseError
 from course_lib.nets.dit import DiT, DiTConfig, modulate, patchify
 
 

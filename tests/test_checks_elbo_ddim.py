@@ -1,13 +1,13 @@
 """The exercise checks for the ELBO term and the DDIM step (notebook 03) and the DDIM reconstruction
-(notebook 05): they pass a correct answer, written independently of course_lib.solutions, and reject the
+(notebook 05): they pass a correct answer, written independently of course_lib.course.solutions, and reject the
 typical wrong ones with a message that names the mistake."""
 import math
 
 import pytest
 import torch
 
-from course_lib import checks
-from course_lib.checks import ExerciseError
+from course_lib.course import checks
+from course_lib.course.checks import ExerciseError
 from course_lib.diffusion import Diffusion
 from course_lib.losses import normal_kl
 from course_lib.sampling import reconstruct

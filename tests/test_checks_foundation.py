@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import checks
-from course_lib.checks import ExerciseError
+from course_lib.course import checks
+from course_lib.course.checks import ExerciseError
 
 
 # --- check_auroc --------------------------------------------------------------------------------------
@@ -40,7 +40,7 @@ def test_check_auroc():
 
 def test_auroc_cases_cover_ties_against_hand_values():
     """The reference cases themselves: the tie case is 0.875 by hand (3.5 winning pairs of 4)."""
-    from course_lib.checks.foundation import _auroc_cases
+    from course_lib.course.checks.foundation import _auroc_cases
     cases = {d: (y, s) for d, y, s in _auroc_cases()}
     y, s = cases["one tie between an anomaly and a normal"]
     assert auroc_pairs(y, s) == pytest.approx(3.5 / 4)

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import checks, robustness, solutions
-from course_lib.checks import ExerciseError
+from course_lib.course import checks, solutions
+from course_lib.programs import robustness
+from course_lib.course.checks import ExerciseError
 
 
 def test_the_reference_pgd_step_passes_and_is_the_library_attacks_step():

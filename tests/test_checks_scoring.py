@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib import checks
-from course_lib.checks import ExerciseError
-from course_lib.checks.scoring import GaussianEpsOracle
+from course_lib.course import checks
+from course_lib.course.checks import ExerciseError
+from course_lib.course.checks.scoring import GaussianEpsOracle
 from course_lib.anomaly_maps import smooth_maps
 
 

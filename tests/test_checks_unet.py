@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib import checks
-from course_lib.checks import ExerciseError
+from course_lib.course import checks
+from course_lib.course.checks import ExerciseError
 
 
 def attention_scaled_by(scale_of_d, dim=-1):

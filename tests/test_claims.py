@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from course_lib.claims import Claim
+from course_lib.programs.claims import Claim
 
 
 def test_only_one_of_many_concurrent_claimants_wins(tmp_path):

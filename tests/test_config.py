@@ -60,8 +60,9 @@ def test_device_choice(monkeypatch):
 
 
 def test_setup_prints_banner(capsys, monkeypatch):
+    import course_lib
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
-    p = config.setup(seed=1)
+    p = course_lib.setup(seed=1)
     out = capsys.readouterr().out
     assert p.name == "smoke" and "profile: smoke" in out and "torch" in out
 
@@ -69,12 +70,12 @@ def test_setup_prints_banner(capsys, monkeypatch):
 def test_setup_on_colab_says_where_data_goes_and_how_to_get_a_gpu(monkeypatch, capsys, tmp_path):
     import sys
     import types
-    from course_lib import config
+    import course_lib
     monkeypatch.setenv("COURSE_DATA", str(tmp_path))
-    config.setup()
+    course_lib.setup()
     assert "Colab" not in capsys.readouterr().out                 # elsewhere: nothing extra
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     monkeypatch.setattr(config, "get_device", lambda: __import__("torch").device("cpu"))
-    config.setup()
+    course_lib.setup()
     out = capsys.readouterr().out
     assert f"download into {tmp_path}" in out and "Change runtime type" in out

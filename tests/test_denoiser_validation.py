@@ -1,5 +1,6 @@
 """Choosing a denoiser on validation data: one row per candidate, cell and score, from validation tasks."""
-from course_lib import data, denoiser_validation
+from course_lib import data
+from course_lib.programs import denoiser_validation
 
 
 def test_candidates_are_scored_on_validation_tasks_only(tmp_path, monkeypatch, one_thread):

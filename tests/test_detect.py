@@ -1,11 +1,11 @@
-"""Your own images: folder layouts load as a task, and `python -m course_lib.detect` runs end to end."""
+"""Your own images: folder layouts load as a task, and `python -m course_lib.programs.detect` runs end to end."""
 import csv
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from course_lib import detect
+from course_lib.programs import detect
 from course_lib.data.own_images import load_own_task, read_test_images
 
 

@@ -1,5 +1,6 @@
 """The device check runs its code paths at toy sizes on the CPU, so it works when a GPU turns up."""
-from course_lib import config, devicecheck
+from course_lib import config
+from tools import devicecheck
 
 
 def test_devicecheck_runs_and_writes_a_table(tmp_path, one_thread):

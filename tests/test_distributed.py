@@ -110,14 +110,14 @@ def test_train_cli_under_torchrun_trains_the_model_the_benchmark_finds(tmp_path,
     env = {**os.environ, "COURSE_CACHE": str(cache), "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop("COURSE_CHECKPOINTS", None)
     args = ["--task", "digits", "--category", "3", "--profile", "smoke", "--steps", "4"]
-    run = subprocess.run(["torchrun", "--standalone", "--nproc_per_node=2", "-m", "course_lib.train_cli", *args],
+    run = subprocess.run(["torchrun", "--standalone", "--nproc_per_node=2", "-m", "course_lib.programs.train_cli", *args],
                          env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "2 process(es), global batch 16" in run.stdout and run.stdout.count("trained ") == 1   # rank 0 speaks
     assert len(list((cache / "checkpoints").glob("*.pt"))) == 1
     monkeypatch.setenv("COURSE_CACHE", str(cache))
     monkeypatch.delenv("COURSE_CHECKPOINTS", raising=False)
-    from course_lib import train_cli
+    from course_lib.programs import train_cli
     info = train_cli.main(args)                          # one process now: the same cell's model is found
     assert info["loaded"] and info["steps"] == 4
 

@@ -2,17 +2,21 @@
 import json
 import re
 import shutil
+from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
 
-from course_lib import config, launch
+from course_lib.course import committed
+from tools import launch
+
+REPO = Path(__file__).resolve().parents[1]   # the checkout under test
 
 
 def test_every_notebook_carries_its_own_generated_badges_and_install_line():
     notebooks = launch.course_notebooks()
     assert len(notebooks) >= 10
-    root = config.repo_root()
+    root = REPO
     for path in notebooks:
         nb = json.loads(path.read_text())
         rel = path.relative_to(root).as_posix()
@@ -38,9 +42,9 @@ def test_the_url_is_read_from_pyproject_and_stale_badges_are_found_and_fixed(tmp
     (root / "notebooks").mkdir(parents=True)
     (root / "pyproject.toml").write_text('[project]\nname = "x"\n\n[project.urls]\n'
                                          'Repository = "https://github.com/someone/fork"\n')
-    shutil.copy(config.repo_root() / "notebooks" / "00_setup_and_data.ipynb", root / "notebooks")
-    shutil.copy(config.repo_root() / "README.md", root)
-    monkeypatch.setattr(launch, "repo_root", lambda: root)
+    shutil.copy(REPO / "notebooks" / "00_setup_and_data.ipynb", root / "notebooks")
+    shutil.copy(REPO / "README.md", root)
+    monkeypatch.setattr(launch, "REPO", root)
     assert launch.repository_url() == "https://github.com/someone/fork"
     assert launch.main(["--check"]) == 1
     assert "out of date: 00_setup_and_data.ipynb, README.md" in capsys.readouterr().out
@@ -59,7 +63,7 @@ def test_the_url_is_read_from_pyproject_and_stale_badges_are_found_and_fixed(tmp
 
 
 def test_the_course_map_has_a_row_per_notebook_with_its_prerequisites_and_own_launch_links():
-    root = config.repo_root()
+    root = REPO
     readme = (root / "README.md").read_text()
     rows = re.findall(r"^\| (\d\d) \| \[[^\]]+\]\((notebooks/[^)]+)\) \|.*\| ([^|]+) \| [^|]+ \| "
                       r"\[Colab\]\(([^)]+)\) · \[Binder\]\(([^)]+)\) \|$", readme, re.M)
@@ -72,17 +76,18 @@ def test_the_course_map_has_a_row_per_notebook_with_its_prerequisites_and_own_la
 
 
 def test_a_results_file_is_the_clones_own_else_downloaded_once_from_the_main_branch(server, tmp_path, monkeypatch):
-    assert launch.results_file("benchmark.csv") == config.repo_root() / "results" / "benchmark.csv"
+    for here in (REPO, REPO / "notebooks"):          # from the clone's root and from its notebooks/
+        assert committed.results_file("benchmark.csv", here) == REPO / "results" / "benchmark.csv"
     # installed without the repository (Colab): the file comes from the main branch, into the user cache
-    monkeypatch.setattr(launch, "repo_root", lambda: tmp_path / "site-packages")
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(launch, "raw_url", lambda: server.url("main"))
+    monkeypatch.setattr(committed, "raw_url", lambda: server.url("main"))
     (server.folder / "main" / "results").mkdir(parents=True)
     server.put("main/results/benchmark.csv", b"task,auroc\ndigits,0.9\n")
-    path = launch.results_file("benchmark.csv")
+    path = committed.results_file("benchmark.csv")
     assert path == tmp_path / "cache" / "results-main" / "benchmark.csv"
     assert path.read_bytes() == b"task,auroc\ndigits,0.9\n"
-    assert launch.results_file("benchmark.csv") == path and len(server.hits) == 1   # not fetched twice
-    with pytest.raises(FileNotFoundError, match=r"results/nothing\.md is not in this installation.*HTTP 404.*Clone"):
-        launch.results_file("nothing.md")
+    assert committed.results_file("benchmark.csv") == path and len(server.hits) == 1   # not fetched twice
+    with pytest.raises(FileNotFoundError, match=r"results/nothing\.md is neither in .*HTTP 404.*Clone"):
+        committed.results_file("nothing.md")
     assert not (tmp_path / "cache" / "results-main" / "nothing.md").exists()

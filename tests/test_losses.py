@@ -12,7 +12,7 @@ from torch.distributions import Normal, kl_divergence
 from course_lib.diffusion import Diffusion
 from course_lib.losses import (bits_per_dim, discretized_gaussian_log_likelihood, gaussian_log_likelihood,
                                normal_kl, prior_bpd, vlb_terms)
-from course_lib.toy import GaussianOracle
+from course_lib.course.toy import GaussianOracle
 
 GRID = np.linspace(-1, 1, 256)  # the 8-bit grid in [-1, 1]
 

@@ -1,4 +1,4 @@
-"""Nuisances, thresholds and the PGD attack of course_lib.robustness, against independent references."""
+"""Nuisances, thresholds and the PGD attack of course_lib.programs.robustness, against independent references."""
 import io
 
 import numpy as np
@@ -7,11 +7,12 @@ import torch
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from course_lib import bench, config, data, metrics, robustness
+from course_lib import config, data, metrics
+from course_lib.programs import bench, robustness
 from course_lib.baselines import make_baseline
 from course_lib.detector import Detector
 from course_lib.diffusion_detector import DiffusionDetector
-from course_lib.robustness import NUISANCES, perturb
+from course_lib.programs.robustness import NUISANCES, perturb
 from course_lib.anomaly_maps import image_score_from_map
 from course_lib.scoring import ScoreConfig, noise_prediction_error
 

@@ -10,7 +10,7 @@ import torch
 from course_lib.diffusion import Diffusion
 from course_lib.sampling import (ddim_denoise, ddim_invert, ddim_sample, ddim_sigma, ddim_step, ddim_timesteps,
                                  ddpm_denoise, ddpm_sample, reconstruct)
-from course_lib.toy import GaussianOracle
+from course_lib.course.toy import GaussianOracle
 
 M, S = 0.3, 0.5  # data N(M, S^2) per dimension, for which GaussianOracle is the exact optimal predictor
 

@@ -6,9 +6,9 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell, new_notebook
 
-from course_lib import checks, solutions
-from course_lib.checks import ExerciseError, ExerciseNotDone
-from course_lib.exercises import SOLUTIONS_ENV, exercise, solutions_enabled
+from course_lib.course import checks, solutions
+from course_lib.course.checks import ExerciseError, ExerciseNotDone
+from course_lib.course.exercises import SOLUTIONS_ENV, exercise, solutions_enabled
 
 # every exercise of the notebooks: its solution's name -> the check that grades it
 CHECK_OF = {
@@ -87,7 +87,7 @@ def test_show_prints_the_solution(capsys):
 def run_notebook(tmp_path, env_value):
     nb = new_notebook(cells=[
         new_code_cell("import course_lib\nP = course_lib.setup(seed=0, quiet=True)\nfrom course_lib import checks\n"
-                      "from course_lib.exercises import exercise"),
+                      "from course_lib.course.exercises import exercise"),
         new_code_cell(f"%env {SOLUTIONS_ENV}={env_value}"),
         new_code_cell("@exercise\ndef gaussian_kl(mu1, var1, mu2, var2):\n    raise NotImplementedError('the KL')\n\n\n"
                       "checks.check_normal_kl(gaussian_kl)"),

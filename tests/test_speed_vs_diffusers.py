@@ -3,7 +3,7 @@ import pytest
 import torch
 
 pytest.importorskip("diffusers")
-from course_lib import speed_vs_diffusers as speed  # noqa: E402
+from tools import speed_vs_diffusers as speed  # noqa: E402
 
 
 @pytest.mark.parametrize("size", [16, 32])

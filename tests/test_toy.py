@@ -8,7 +8,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from course_lib.diffusion import Diffusion
 from course_lib.sampling import ddpm_sample
-from course_lib.toy import GaussianOracle, TimeMLP, distance_to_data, toy_data, train_toy
+from course_lib.course.toy import GaussianOracle, TimeMLP, distance_to_data, toy_data, train_toy
 
 
 @pytest.mark.parametrize("name", ["moons", "spiral"])

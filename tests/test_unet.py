@@ -143,7 +143,7 @@ def test_receptive_field_is_global_and_images_do_not_mix():
 
 # ----- the exercise checks of notebook 04 ---------------------------------------------------------------
 def test_checks_accept_right_answers_and_explain_wrong_ones():
-    from course_lib import checks
+    from course_lib.course import checks
     from course_lib.train import TrainConfig, lr_at
 
     assert checks.check_timestep_embedding(timestep_embedding)

@@ -120,7 +120,7 @@ def load_own_task(train, test=None, *, size: int = 64, channels: int = 3) -> Ano
     if scored.kinds is None:
         raise ValueError(f"the images in {test} have no labels, so they make no task to evaluate. Put them in "
                          "subfolders (good/ for normal ones, one folder per kind of anomaly), or score them "
-                         "with python -m course_lib.detect, which needs no labels.")
+                         "with python -m course_lib.programs.detect, which needs no labels.")
     return AnomalyTask(name=f"own/{Path(train).name}", split="test",
                        description=f"your images from {train} and {test}, at {size}px, {channels} channel(s).",
                        train=train_images, test=scored.images, labels=scored.labels, masks=scored.masks,

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ._core import call_learner as _run, fail, passed
+from course_lib.course.checks._core import call_learner as _run, fail, passed
 
 __all__ = ["check_alphas_cumprod", "check_q_sample", "check_posterior", "check_normal_kl", "check_elbo_term",
            "check_ddim_update"]
@@ -189,8 +189,8 @@ def check_ddim_update(fn: Callable) -> bool:
     with sigma_t(eta) of eq. 16. Checked against the DDPM posterior (eta = 1 between consecutive levels must
     give N(tilde mu(hat x_0, x_t), tilde beta)), then for other eta and skipped levels against eq. 12 in float64
     (which ``course_lib.sampling.ddim_step`` is asserted to match)."""
-    from ..diffusion import Diffusion
-    from ..sampling import ddim_step
+    from course_lib.diffusion import Diffusion
+    from course_lib.sampling import ddim_step
     what = "DDIM step"
     d = Diffusion(50, "linear")
     abar64 = torch.cumprod(1 - d.betas.double(), 0)

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ._core import call_learner as _call, fail, not_done, passed
+from course_lib.course.checks._core import call_learner as _call, fail, not_done, passed
 
 __all__ = ["check_patchify", "check_modulate", "check_fresh_dit_prediction"]
 

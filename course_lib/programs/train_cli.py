@@ -1,7 +1,7 @@
 """Train the denoiser of one benchmark cell, in one process or several.
 
-    python -m course_lib.train_cli --task textures --category grass --seed 0
-    torchrun --standalone --nproc_per_node 4 -m course_lib.train_cli --task mvtec --category carpet --profile gpu
+    python -m course_lib.programs.train_cli --task textures --category grass --seed 0
+    torchrun --standalone --nproc_per_node 4 -m course_lib.programs.train_cli --task mvtec --category carpet --profile gpu
 
 Under torchrun every process trains on its share of each global batch (``course_lib.distributed``,
 ``train.train``) and rank 0 writes the checkpoint into the user cache, under the very name that the
@@ -14,8 +14,8 @@ import argparse
 
 import torch.distributed as dist
 
-from . import config, data, distributed
-from .denoisers import fit_denoiser
+from course_lib import config, data, distributed
+from course_lib.denoisers import fit_denoiser
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -12,8 +12,8 @@ from typing import Callable
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from ..metrics import delong_diff_se
-from ._core import call_learner as _call, fail, passed
+from course_lib.metrics import delong_diff_se
+from course_lib.course.checks._core import call_learner as _call, fail, passed
 
 __all__ = ["check_paired_bootstrap", "check_pareto_front"]
 

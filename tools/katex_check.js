@@ -1,4 +1,4 @@
-// Renders TeX with KaTeX for the notebook-standard check (course_lib/notebook_standard.py).
+// Renders TeX with KaTeX for the notebook-standard check (tools/notebook_standard.py).
 // stdin:  JSON, a list of notebooks, each a list of {"tex": "...", "display": true|false}.
 // stdout: JSON, the same shape with null (renders) or the KaTeX error message in place of each span.
 // Exit 3, with the reason on stderr, where KaTeX cannot be loaded (`make katex` installs it).

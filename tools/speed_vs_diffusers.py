@@ -1,7 +1,7 @@
 """How fast is a training step of course_lib's networks against diffusers', built the same?
 
     pip install -e ".[speed]"                       # diffusers: an optional extra, never a core dependency
-    python -m course_lib.speed_vs_diffusers         # U-Net and DiT at 16 and 32 px, batch 32, 1 channel
+    python -m tools.speed_vs_diffusers         # U-Net and DiT at 16 and 32 px, batch 32, 1 channel
 
 For each size it builds the profile's U-Net (``unet-small``) and DiT (``dit-ti4-d6``) and the closest
 diffusers model (``UNet2DModel``; ``DiTTransformer2DModel`` with one class and an output of the input's
@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nets import build_denoiser, denoiser_config
-from .nets.dit import TIME_FREQUENCY_DIM
+from course_lib.nets import build_denoiser, denoiser_config
+from course_lib.nets.dit import TIME_FREQUENCY_DIM
 
 
 def _diffusers():

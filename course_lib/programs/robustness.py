@@ -28,11 +28,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import config, data, metrics
-from .anomaly_maps import smooth_maps
-from .baselines import PixelBaseline, flatten_pixels
-from .detector import Detector
-from .diffusion_detector import DiffusionDetector
+from course_lib import config, data, metrics
+from course_lib.anomaly_maps import smooth_maps
+from course_lib.baselines import PixelBaseline, flatten_pixels
+from course_lib.detector import Detector
+from course_lib.diffusion_detector import DiffusionDetector
 
 __all__ = ["NUISANCES", "SEVERITIES", "perturb", "jpeg_quantize", "clean_threshold", "false_alarm_rate",
            "pgd_attack", "knn_score_fn", "Study", "fit_on_validation", "nuisance_curves", "adversarial_curves",
@@ -209,10 +209,10 @@ class Study:
 
 def fit_on_validation(task_name: str, category: str, methods: Sequence[str], prof: config.Profile | None = None,
                       *, seed: int = 0, q: float = 95.0) -> Study:
-    """Fit every method (the benchmark's names, :data:`course_lib.bench.METHODS`) on the validation
+    """Fit every method (the benchmark's names, :data:`course_lib.programs.bench.METHODS`) on the validation
     split's training images and fix its threshold on the validation split's clean normal images. The
     test images are not touched here."""
-    from .bench import METHODS          # the benchmark's factories: one definition of every method
+    from course_lib.programs.bench import METHODS          # the benchmark's factories: one definition of every method
     prof = prof or config.profile()
     unknown = [m for m in methods if m not in METHODS]
     if unknown:

@@ -5,9 +5,9 @@ notebook's header carries an "Open in Colab" and a Binder badge for its own path
 its first code cell installs ``course_lib`` from the repository on Colab (only there, keeping Colab's torch,
 torchvision and ipywidgets). Both are generated here:
 
-    python -m course_lib.launch            # rewrite the badges and the install line of every notebook,
+    python -m tools.launch            # rewrite the badges and the install line of every notebook,
                                            # and the launch links of the README's course map
-    python -m course_lib.launch --check    # exit 1 if any of them is not the generated one
+    python -m tools.launch --check    # exit 1 if any of them is not the generated one
 """
 from __future__ import annotations
 
@@ -15,14 +15,26 @@ import argparse
 import json
 import re
 import sys
-from importlib import metadata
 from pathlib import Path
 from urllib.parse import quote
 
-from .atomic import write_text_atomic
-from .config import cache_root, repo_root
+from course_lib.atomic import write_text_atomic
+from course_lib.course.committed import BRANCH, repository_url as _installed_repository_url, slug as _slug_of
 
-BRANCH = "main"
+REPO = Path(__file__).resolve().parent.parent   # the checkout these tools live in
+
+
+
+
+def repository_url() -> str:
+    """The repository named in this checkout's pyproject.toml (a fork's own address, once it edits it)."""
+    return _installed_repository_url(REPO / "pyproject.toml")
+
+
+def slug() -> str:
+    return _slug_of(repository_url())
+
+
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 BINDER_BADGE = "https://mybinder.org/badge_logo.svg"
 _BADGE_LINE = re.compile(r"^\[!\[(?:Open In Colab|Binder)\]\(.*\)\]\(.*\)[ \t]*$", re.M)
@@ -33,60 +45,13 @@ COLAB_PREINSTALLED = ("torch", "torchvision", "ipywidgets", "numpy", "scipy", "s
                       "matplotlib", "seaborn", "pandas", "tqdm", "pillow")
 
 
-def repository_url() -> str:
-    """https://github.com/OWNER/NAME, from pyproject.toml in a checkout, else the installed metadata."""
-    pyproject = repo_root() / "pyproject.toml"
-    if pyproject.exists():
-        m = re.search(r"^\[project\.urls\][^\[]*?^Repository\s*=\s*\"([^\"]+)\"", pyproject.read_text(), re.M | re.S)
-        if m:
-            return m.group(1).rstrip("/")
-    for entry in metadata.metadata("course_lib").get_all("Project-URL") or []:
-        label, _, url = entry.partition(",")
-        if label.strip() == "Repository":
-            return url.strip().rstrip("/")
-    raise RuntimeError("no repository URL: add Repository = \"https://github.com/OWNER/NAME\" under "
-                       "[project.urls] in pyproject.toml.")
-
-
-def _slug() -> str:
-    m = re.fullmatch(r"https://github\.com/([^/]+/[^/]+)", repository_url())
-    if not m:
-        raise RuntimeError(f"the repository URL {repository_url()!r} is not https://github.com/OWNER/NAME, "
-                           "which Colab and Binder need.")
-    return m.group(1)
-
-
-def raw_url() -> str:
-    """Where the main branch's files are served as they are (for results/ outside a clone)."""
-    return f"https://raw.githubusercontent.com/{_slug()}/{BRANCH}"
-
-
-def results_file(name: str) -> Path:
-    """A file of the repository's ``results/`` folder (e.g. ``"benchmark.csv"``), for the notebooks that read
-    a committed result. In a clone, its own copy. Where course_lib was installed without the repository
-    (Colab installs it with pip), the main branch's copy, downloaded once into the user cache."""
-    local = repo_root() / "results" / name
-    if local.is_file():
-        return local
-    cached = cache_root() / "results-main" / name
-    if not cached.is_file():
-        from .data.fetch import DownloadError, fetch
-        try:
-            fetch(f"{raw_url()}/results/{name}", cached, progress=False, retries=1, timeout=30)
-        except DownloadError as err:
-            raise FileNotFoundError(f"results/{name} is not in this installation ({local} does not exist) and "
-                                    f"could not be downloaded: {err} Clone the repository "
-                                    f"({repository_url()}), or connect to the internet.") from None
-    return cached
-
-
 def colab_url(notebook: str) -> str:
     """`notebook` is its path in the repository, e.g. notebooks/00_setup_and_data.ipynb."""
-    return f"https://colab.research.google.com/github/{_slug()}/blob/{BRANCH}/{notebook}"
+    return f"https://colab.research.google.com/github/{slug()}/blob/{BRANCH}/{notebook}"
 
 
 def binder_url(notebook: str) -> str:
-    return f"https://mybinder.org/v2/gh/{_slug()}/{BRANCH}?labpath={quote(notebook, safe='')}"
+    return f"https://mybinder.org/v2/gh/{slug()}/{BRANCH}?labpath={quote(notebook, safe='')}"
 
 
 def badges(notebook: str) -> str:
@@ -101,7 +66,7 @@ def install_spec() -> str:
 
 def colab_missing() -> list[str]:
     """course_lib's requirements (pyproject.toml) that Colab does not ship, e.g. ['pyod>=1.1']."""
-    text = (repo_root() / "pyproject.toml").read_text()
+    text = (REPO / "pyproject.toml").read_text()
     block = re.search(r"^dependencies\s*=\s*\[(.*?)^\]", text, re.M | re.S)
     reqs = re.findall(r'"([^"]+)"', block.group(1)) if block else []
     return [r for r in reqs if re.split(r"[<>=!~ \[]", r, 1)[0].lower() not in COLAB_PREINSTALLED]
@@ -132,12 +97,12 @@ def readme_with_links(text: str) -> str:
 
 
 def course_notebooks() -> list[Path]:
-    return sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    return sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def _updated(path: Path) -> tuple[dict, bool]:
     nb = json.loads(path.read_text())
-    rel = path.relative_to(repo_root()).as_posix()
+    rel = path.relative_to(REPO).as_posix()
     header = "".join(nb["cells"][0]["source"])
     lines = [m for m in _BADGE_LINE.finditer(header)]
     if len(lines) != 2:
@@ -165,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             stale.append(path.name)
             if not args.check:
                 write_text_atomic(path, json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n")
-    readme = repo_root() / "README.md"
+    readme = REPO / "README.md"
     text = readme.read_text(encoding="utf-8") if readme.exists() else ""
     if readme_with_links(text) != text:
         stale.append(readme.name)

@@ -10,7 +10,7 @@ class ExerciseError(AssertionError):
 
 class ExerciseNotDone(ExerciseError):
     """The exercise's stub still raises NotImplementedError. Notebooks show only its message (see
-    ``course_lib.exercises.quiet_not_done``): there is no bug to trace."""
+    ``course_lib.course.exercises.quiet_not_done``): there is no bug to trace."""
 
 
 def passed(what: str) -> bool:

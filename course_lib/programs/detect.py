@@ -1,7 +1,7 @@
 """Run the course's diffusion detector on a folder of your own images.
 
-    python -m course_lib.detect --train NORMAL_DIR --test DIR_TO_SCORE --out RESULTS_DIR
-    python -m course_lib.detect --train mvtec_anomaly_detection/bottle --out results-bottle --size 64
+    python -m course_lib.programs.detect --train NORMAL_DIR --test DIR_TO_SCORE --out RESULTS_DIR
+    python -m course_lib.programs.detect --train mvtec_anomaly_detection/bottle --out results-bottle --size 64
 
 It trains a denoiser on the normal images (with a progress bar; a model trained before on the same
 images and settings is found again in the user cache), scores every image to score, and writes:
@@ -27,12 +27,12 @@ from pathlib import Path
 
 import torch
 
-from . import config, metrics
-from .atomic import atomic_write, write_text_atomic
-from .data.own_images import read_test_images, read_training_images
-from .diffusion_detector import DiffusionDetector
-from .robustness import clean_threshold
-from .scoring import SCORES
+from course_lib import config, metrics
+from course_lib.atomic import atomic_write, write_text_atomic
+from course_lib.data.own_images import read_test_images, read_training_images
+from course_lib.diffusion_detector import DiffusionDetector
+from course_lib.programs.robustness import clean_threshold
+from course_lib.scoring import SCORES
 
 
 def write_heat_map(path: Path, image, amap, score: float, flagged: bool) -> None:
@@ -40,7 +40,7 @@ def write_heat_map(path: Path, image, amap, score: float, flagged: bool) -> None
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from .viz import to_display
+    from course_lib.viz import to_display
 
     fig, ax = plt.subplots(1, 2, figsize=(5, 2.6))
     shown = to_display(image[None])[0]

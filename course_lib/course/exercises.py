@@ -11,7 +11,7 @@ In a notebook an exercise is a function whose body the learner writes::
 While the body still raises ``NotImplementedError``, the check says that the exercise is not done and
 where the solution is. With ``COURSE_SOLUTIONS=1`` in the environment (CI and ``make execute`` set it;
 a learner can run ``%env COURSE_SOLUTIONS=1``) the stub calls the reference solution of the same name
-from :mod:`course_lib.solutions` instead, says so once, and the rest of the notebook runs.
+from :mod:`course_lib.course.solutions` instead, says so once, and the rest of the notebook runs.
 A learner's own code is never replaced: only a stub that raises ``NotImplementedError`` is.
 """
 from __future__ import annotations
@@ -36,10 +36,10 @@ def solutions_enabled() -> bool:
 
 def exercise(fn: Callable) -> Callable:
     """Mark ``fn`` as an exercise stub; the reference solution of the same name must exist."""
-    from . import solutions
+    from course_lib.course import solutions
     reference = getattr(solutions, fn.__name__, None)
     if reference is None or fn.__name__.startswith("_"):
-        raise NameError(f"course_lib.solutions has no reference solution named {fn.__name__!r}; an exercise "
+        raise NameError(f"course_lib.course.solutions has no reference solution named {fn.__name__!r}; an exercise "
                         f"keeps the name of its solution (one of: {', '.join(solutions.NAMES)}).")
     told = False
 
@@ -71,7 +71,7 @@ def quiet_not_done() -> None:
     shell = get_ipython()
     if shell is None:
         return
-    from .checks import ExerciseNotDone
+    from course_lib.course.checks import ExerciseNotDone
 
     def show_message(shell, etype, value, tb, tb_offset=None):
         shell._showtraceback(etype, value, [str(value)])

@@ -1,7 +1,7 @@
 """Choose a denoiser (preset and training steps) on validation data, never on the test images.
 
-    python -m course_lib.denoiser_validation                      # the candidates below, cpu profile
-    python -m course_lib.denoiser_validation --cells textures/grass digits/3 --seed 0
+    python -m course_lib.programs.denoiser_validation                      # the candidates below, cpu profile
+    python -m course_lib.programs.denoiser_validation --cells textures/grass digits/3 --seed 0
 
 Each candidate is trained on the training side of a task (``load_task(..., split="validation")``)
 and scored with the benchmark's two diffusion scores; the table gives validation AUROC and training
@@ -16,11 +16,12 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import config, metrics
-from .data import load_task
-from .diffusion_detector import DiffusionDetector
-from .atomic import write_text_atomic
-from .scoring import ScoreConfig
+from course_lib import config, metrics
+from course_lib.data import load_task
+from course_lib.diffusion_detector import DiffusionDetector
+from course_lib.atomic import write_text_atomic
+from course_lib.programs import results_dir
+from course_lib.scoring import ScoreConfig
 
 # (preset, training steps as a multiple of the profile's): the U-Net for reference, and DiTs of about its
 # training time on 2 CPU cores (patch 8 steps ~3x faster than patch 4, so it gets 3x the steps)
@@ -66,10 +67,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scores", nargs="+", default=["noise"], choices=["noise", "reconstruction"],
                     help="default: the noise score, the benchmark's best (reconstruction costs 5x its NFE)")
-    ap.add_argument("--out", type=Path, default=config.repo_root() / "results" / "denoiser-validation.md")
+    ap.add_argument("--out", type=Path, default=None, help="default: denoiser-validation.md in results/ (course_lib.programs.results_dir)")
     args = ap.parse_args(argv)
     prof = config.profile(args.profile)
-    config.setup(seed=args.seed)
+    config.seed_everything(args.seed)
+    args.out = args.out or results_dir() / "denoiser-validation.md"
     rows = []
     with tqdm(total=len(CANDIDATES) * len(args.cells), desc="candidates") as bar:
         for cell in args.cells:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .diffusion import Diffusion
+from course_lib.diffusion import Diffusion
 
 ToyName = Literal["moons", "spiral"]
 

@@ -1,9 +1,9 @@
 """Ablations on ``textures``: one change at a time to the benchmark's diffusion detector, and what each
 does to AUROC.
 
-    python -m course_lib.ablations                                  # grass + gravel, the profile's seeds
-    python -m course_lib.ablations --categories brick --seeds 0 --variants "noise score" "noise, 4"
-    python -m course_lib.ablations --levels                         # AUROC per defect kind, one t at a time
+    python -m course_lib.programs.ablations                                  # grass + gravel, the profile's seeds
+    python -m course_lib.programs.ablations --categories brick --seeds 0 --variants "noise score" "noise, 4"
+    python -m course_lib.programs.ablations --levels                         # AUROC per defect kind, one t at a time
 
 The baseline is the benchmark's noise-prediction detector (:meth:`course_lib.scoring.ScoreConfig.for_task`):
 one antithetic noise pair at each of two small and two large t, the even part blurred at the large ones.
@@ -42,12 +42,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import config, data, metrics
-from .atomic import write_text_atomic
-from .data.textures import TEXTURE_CLASSES
-from .anomaly_maps import image_score_from_map, standardize_maps
-from .diffusion_detector import DiffusionDetector
-from .scoring import ScoreConfig
+from course_lib import config, data, metrics
+from course_lib.atomic import write_text_atomic
+from course_lib.data.textures import TEXTURE_CLASSES
+from course_lib.anomaly_maps import image_score_from_map, standardize_maps
+from course_lib.diffusion_detector import DiffusionDetector
+from course_lib.programs import results_dir
+from course_lib.scoring import ScoreConfig
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                          f"{' '.join(map(str, LEVEL_GRID))}) and write levels-textures.md")
     ap.add_argument("--split", choices=("validation", "test"), default="validation",
                     help="validation (default): choose settings here; test: report a choice already made")
-    ap.add_argument("--out", type=Path, default=config.repo_root() / "results")
+    ap.add_argument("--out", type=Path, default=None, help="default: results/ of this clone (course_lib.programs.results_dir)")
     args = ap.parse_args(argv)
     prof = config.profile(args.profile)
     bad = [c for c in args.categories if c not in TEXTURE_CLASSES]
@@ -256,7 +257,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             ap.error(f"no variant starts with {args.variants}; "
                      f"variants: {'; '.join(v.name for v in VARIANTS)}")
     seeds = args.seeds if args.seeds is not None else list(prof.seeds)
-    config.setup(seed=seeds[0])
+    config.seed_everything(seeds[0])
+    args.out = args.out or results_dir()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.levels is not None:
         levels = tuple(args.levels) or LEVEL_GRID

@@ -2,7 +2,7 @@
 
 Every check calls the learner's function on several small cases and compares it with an
 independent reference (sklearn, or values worked out by hand). It prints a ✓ or raises
-:class:`~course_lib.checks._core.ExerciseError` that says what went wrong and how to fix it.
+:class:`~course_lib.course.checks._core.ExerciseError` that says what went wrong and how to fix it.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ._core import call_learner as _call, fail, passed
+from course_lib.course.checks._core import call_learner as _call, fail, passed
 
 __all__ = [
     "check_auroc", "check_to_unit_range", "check_one_class_labels",

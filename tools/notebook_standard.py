@@ -4,7 +4,7 @@ Each ``check_*`` function is one rule: it takes a notebook (the nbformat JSON as
 and returns a list of problems, each a string that names the notebook, the cell, what is wrong and
 how to fix it. ``check_notebook`` runs every rule, and
 
-    python -m course_lib.notebook_standard notebooks/*.ipynb
+    python -m tools.notebook_standard notebooks/*.ipynb
 
 prints the problems and exits 1 if there are any. The math rule renders every formula with KaTeX
 under node (``katex_check.js`` next to this file; ``make katex`` installs KaTeX into
@@ -24,13 +24,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
-from .config import repo_root
 
 Notebook = Union[dict, str, os.PathLike]
 
 PROFILES = ("smoke", "cpu", "gpu")
 KATEX_JS = Path(__file__).with_name("katex_check.js")
-NODE_MODULES = repo_root() / ".cache" / "node" / "node_modules"   # where `make katex` installs KaTeX
+NODE_MODULES = Path(__file__).resolve().parent.parent / ".cache" / "node" / "node_modules"   # where `make katex` installs KaTeX
 IMAGE_TYPES = ("image/png", "image/svg+xml", "image/jpeg")
 
 # Code: an ipywidgets call that shows a widget.
@@ -178,7 +177,7 @@ def _check_name(call: ast.Call) -> Optional[str]:
 
 
 def check_exercises(nb: Notebook, name: Optional[str] = None, minimum: int = 2) -> list[str]:
-    """At least `minimum` exercises that the learner does: distinct `course_lib.checks` functions, each called
+    """At least `minimum` exercises that the learner does: distinct `course_lib.course.checks` functions, each called
     on an `@exercise` stub of the notebook whose body raises NotImplementedError."""
     nb, name = _load(nb, name)
     trees = [t for _, c in _cells(nb, "code") if (t := _python(c)) is not None]
@@ -189,7 +188,7 @@ def check_exercises(nb: Notebook, name: Optional[str] = None, minimum: int = 2) 
         return []
     return [f"{name}: whole notebook: {len(called)} checked exercise(s) {sorted(called)}, at least {minimum} "
             "needed: add a code exercise the learner completes (an `@exercise` function whose body raises "
-            "NotImplementedError), checked by a `course_lib.checks.check_*` call on it"]
+            "NotImplementedError), checked by a `course_lib.course.checks.check_*` call on it"]
 
 
 def _shows_widget(cell: dict) -> bool:

@@ -13,9 +13,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..anomaly_maps import calibrate_maps, standardize_maps
-from ._core import call_learner as _call, fail, passed
-from .scoring import _as_array, oracle_case
+from course_lib.anomaly_maps import calibrate_maps, standardize_maps
+from course_lib.course.checks._core import call_learner as _call, fail, passed
+from course_lib.course.checks.scoring import _as_array, oracle_case
 
 __all__ = ["check_z_map", "check_even_residual_map"]
 

@@ -1,9 +1,9 @@
 """Check the accelerator code path and time the profile's training and scoring: one short script to
 run when a GPU is available, so that the run goes to measuring rather than exploring.
 
-    python -m course_lib.devicecheck                       # CUDA: every check and the timing table
-    python -m course_lib.devicecheck --compile             # ... also time torch.compile (slow to compile)
-    python -m course_lib.devicecheck --profile smoke --device cpu --steps 3   # the same code at toy sizes
+    python -m tools.devicecheck                       # CUDA: every check and the timing table
+    python -m tools.devicecheck --compile             # ... also time torch.compile (slow to compile)
+    python -m tools.devicecheck --profile smoke --device cpu --steps 3   # the same code at toy sizes
 
 It checks, on the chosen device (default: the best one present):
 1. training with the profile's settings (on CUDA: bf16 autocast and channels_last) lowers the loss
@@ -26,14 +26,14 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from . import config
-from .atomic import write_text_atomic
-from .checkpoints import load_into
-from .diffusion import Diffusion
-from .nets import make_denoiser
-from .nets.unet import UNet, unet_config
-from .scoring import noise_prediction_error, reconstruction_error
-from .train import TrainConfig, step_cost, train
+from course_lib import config
+from course_lib.atomic import write_text_atomic
+from course_lib.checkpoints import load_into
+from course_lib.diffusion import Diffusion
+from course_lib.nets import make_denoiser
+from course_lib.nets.unet import UNet, unet_config
+from course_lib.scoring import noise_prediction_error, reconstruction_error
+from course_lib.train import TrainConfig, step_cost, train
 
 
 def _sync(device: torch.device) -> None:
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", "Failures: " + ("none" if not failures else "; ".join(failures))]
     text = "\n".join(lines) + "\n"
     print(text)
-    out = args.out or config.repo_root() / "results" / f"devicecheck-{device.type}.md"
+    out = args.out or Path(__file__).resolve().parent.parent / "results" / f"devicecheck-{device.type}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, text)
     return 1 if failures else 0

@@ -1,8 +1,8 @@
 """The benchmark: every detector on every available task.
 
-    python -m course_lib.bench            # the main job: minutes on a laptop (see QUICK below)
-    python -m course_lib.bench --full     # the complete grid behind the committed results/ (hours; resumable)
-    python -m course_lib.bench --tasks textures --methods iforest copod --seeds 0
+    python -m course_lib.programs.bench            # the main job: minutes on a laptop (see QUICK below)
+    python -m course_lib.programs.bench --full     # the complete grid behind the committed results/ (hours; resumable)
+    python -m course_lib.programs.bench --tasks textures --methods iforest copod --seeds 0
 
 The default run covers every offline task with one category and one seed: the six pixel baselines
 and the U-Net's noise score on every task up to 32 px (a 64 px U-Net alone trains for about a quarter of
@@ -36,13 +36,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import config, data, metrics
-from .atomic import atomic_write, write_text_atomic
-from .baselines import ALL_BASELINES, make_baseline
-from .claims import Claim
-from .detector import Detector
-from .diffusion_detector import DENOISER_LABELS, DiffusionDetector
-from .scoring import ScoreConfig
+from course_lib import config, data, metrics, viz
+from course_lib.atomic import atomic_write, write_text_atomic
+from course_lib.baselines import ALL_BASELINES, make_baseline
+from course_lib.programs import results_dir
+from course_lib.programs.claims import Claim
+from course_lib.detector import Detector
+from course_lib.diffusion_detector import DENOISER_LABELS, DiffusionDetector
+from course_lib.scoring import ScoreConfig
 
 # name -> factory(profile, seed, extent) -> unfitted Detector. `extent` is the task's AnomalyTask.extent
 # ("global" or "local"): the only thing about a task that a detector may know before it is fitted.
@@ -228,7 +229,7 @@ def run(cells: list[Cell], prof: config.Profile, *, cache: Path | None = None, u
     one-line note. The progress bar counts only the cells left to compute.
 
     Several processes may run the same grid on one cache at once (``--shard i/n``, one per GPU or per
-    job of a cluster array): each claims a piece of work (:func:`unit_of`, :mod:`course_lib.claims`)
+    job of a cluster array): each claims a piece of work (:func:`unit_of`, :mod:`course_lib.programs.claims`)
     before computing it, so no cell is computed twice; shard i starts at the i-th n-th of the grid and
     goes on round it, so the processes spread out and then help each other; a piece whose process died
     is taken over when its claim expires (`lease_s`). Cells that a live process is still computing are
@@ -411,9 +412,10 @@ def write_tables(df: pd.DataFrame, out: Path, prof: config.Profile, seeds: list[
 
 
 def default_out(prof: config.Profile, kind: str) -> Path:
-    """Only the cpu profile's --full run writes the committed results/; every other run its own folder."""
+    """Only the cpu profile's --full run writes the committed results/ (:func:`results_dir`); every other
+    run its own folder in the user cache."""
     if kind == "full" and prof.name == "cpu":
-        return config.repo_root() / "results"
+        return results_dir()
     return config.cache_root() / "results" / f"{prof.name}-{kind}"
 
 
@@ -463,7 +465,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         kind, cells = "quick", quick_cells(prof)
         seeds = sorted({c.seed for c in cells})
     out = args.out if args.out is not None else default_out(prof, kind)
-    config.setup(seed=seeds[0], quiet=True)
+    config.seed_everything(seeds[0])
+    viz.set_style()
     print(f"benchmark ({kind}, profile {prof.name}): {len(cells)} cells -> {out}")
     if shard[1] > 1:
         print(f"shard {shard[0]} of {shard[1]}: the cells other processes have claimed are theirs")

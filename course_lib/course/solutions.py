@@ -1,7 +1,7 @@
 """Reference solutions of the notebooks' code exercises, one function per exercise, named as in the
 notebook. A notebook's stub runs its solution only when ``COURSE_SOLUTIONS=1`` (see
-:mod:`course_lib.exercises`); ``show(name)`` prints one. Every solution passes its check in
-``course_lib.checks`` (tests/test_solutions.py)."""
+:mod:`course_lib.course.exercises`); ``show(name)`` prints one. Every solution passes its check in
+``course_lib.course.checks`` (tests/test_solutions.py)."""
 from __future__ import annotations
 
 import inspect
