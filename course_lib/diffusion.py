@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 import numbers
-import weakref
 from typing import Callable, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
+
+from . import memo
 
 ScheduleName = Literal["linear", "cosine"]
 # What the network outputs (Ho et al. 2020 use eps; x0 is the "direct" target; v from Salimans & Ho 2022).
@@ -62,24 +63,8 @@ def make_betas(name: ScheduleName, T: int) -> torch.Tensor:
 
 def extract(coef: torch.Tensor, t: torch.Tensor, x_shape: torch.Size) -> torch.Tensor:
     """Gather coef[t] for a batch of timesteps and reshape to (B, 1, 1, ...) to broadcast over x."""
-    out = _on_device(coef, t.device)[t]                          # (B,)
+    out = memo.on_device(coef, t.device)[t]                      # (B,)
     return out.reshape(t.shape[0], *([1] * (len(x_shape) - 1)))  # (B, 1, ..., 1)
-
-
-# one copy of each schedule coefficient per device, made on first use: a copy per call would cost a
-# host-to-device transfer for every coefficient of every step on a GPU
-_DEVICE_COPIES: dict[tuple[int, torch.device], tuple[weakref.ref, torch.Tensor]] = {}
-
-
-def _on_device(coef: torch.Tensor, device: torch.device) -> torch.Tensor:
-    if coef.device == device:
-        return coef
-    source, copy = _DEVICE_COPIES.get((id(coef), device), (None, None))
-    if source is None or source() is not coef:                 # not made yet, or made for a freed tensor
-        copy, key = coef.to(device), (id(coef), device)
-        # dropped with its source tensor, so that a freed schedule leaves no copy behind
-        _DEVICE_COPIES[key] = (weakref.ref(coef, lambda _, key=key: _DEVICE_COPIES.pop(key, None)), copy)
-    return copy
 
 
 def _as(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -112,9 +97,6 @@ class Diffusion:
         alphas_cumprod = torch.cumprod(alphas, 0)            # \bar\alpha_t
         alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), alphas_cumprod[:-1]])
         self.T, self.schedule, self.prediction = T, schedule, prediction
-        # timestep tensors already checked (by identity), so that the methods a reverse step chains
-        # through check each t once: the range check reads the values back, a sync on a GPU
-        self._checked: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
         f32 = lambda v: v.to(torch.float32)  # noqa: E731
         self.betas = f32(betas)
         self.alphas = f32(alphas)
@@ -147,7 +129,7 @@ class Diffusion:
 
         A tensor this method (or :meth:`timesteps`, :meth:`sample_t`) returned passes again without
         reading its values back, so a chain of calls on one t costs no further device syncs."""
-        if (isinstance(t, torch.Tensor) and self._checked.get(id(t)) is t and t.shape == (x.shape[0],)
+        if (isinstance(t, torch.Tensor) and memo.is_checked(t, self.T) and t.shape == (x.shape[0],)
                 and t.device == x.device):
             return t
         if isinstance(t, float) or isinstance(t, bool):
@@ -172,8 +154,7 @@ class Diffusion:
 
     def mark_checked(self, t: torch.Tensor) -> torch.Tensor:
         """Record `t`, whose values are in range by construction (e.g. rows of :meth:`sample_t`), as checked."""
-        self._checked[id(t)] = t
-        return t
+        return memo.mark_checked(t, self.T)
 
     def timesteps(self, t: int, batch: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """(batch,) long tensor of the code timestep t (0-indexed), checked here on the Python int, so

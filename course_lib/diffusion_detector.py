@@ -9,18 +9,24 @@ denoiser (U-Net or DiT, by preset name) share one benchmark loop.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.utils.checkpoint
 
 from . import config
+from .atomic import atomic_write, write_text_atomic
 from .anomaly_maps import (MapCalibration, calibrate_maps, image_score_from_map, smooth_maps,
                            standardize_maps)
 from .data.task import as_images
 from .denoisers import fit_denoiser
 from .detector import Detector
 from .diffusion import Diffusion
-from .nets import denoiser_family
+from .nets import build_denoiser, denoiser_config, denoiser_family
 from .scoring import ScoreConfig, ScoreName, noise_prediction_error, reconstruction_error
 
 DENOISER_LABELS = {"unet": "ddpm-unet", "dit": "dit"}   # the benchmark's method names: "ddpm-unet/noise", ...
@@ -36,11 +42,18 @@ class DiffusionDetector(Detector):
     (:func:`calibrate_maps`) before the levels are averaged. Trained models are kept in the checkpoint
     directory under a name that carries the preset and hashes the training images and the configuration,
     so detectors that differ only in how they score share one model.
+
+    ``fit`` resolves every setting it depends on (the profile, the score's settings, the preset) and keeps
+    them as ``profile_``, ``settings_`` and ``preset_``: a fitted detector scores the same way after
+    ``COURSE_PROFILE`` changes, after ``pickle``, and after :meth:`save` and :meth:`load`.
+    ``decision_scores_`` holds the scores of the first ``CALIBRATION_IMAGES`` training images (all of
+    them in the smoke and cpu profiles), which also set ``threshold_`` and the calibration.
     """
 
     # normal images whose maps calibrate the detector and give decision_scores_ and threshold_: every
     # training image of the cpu profile (400), a bounded cost at the gpu profile's 5000
     CALIBRATION_IMAGES = 512
+    SAVE_FORMAT = "course_lib.DiffusionDetector/1"   # detector.json's "format": what load() reads
 
     def __init__(self, score_config: ScoreConfig | ScoreName = "noise", *, extent: str = "global",
                  preset: str | None = None, prof: config.Profile | None = None, seed: int = 0,
@@ -56,18 +69,22 @@ class DiffusionDetector(Detector):
 
     @property
     def profile(self) -> config.Profile:
-        return self.prof or config.profile()
+        """The profile: frozen at fit (``profile_``); before it, `prof` or the active one."""
+        return getattr(self, "profile_", None) or self.prof or config.profile()
 
     @property
     def settings(self) -> ScoreConfig:
-        """The ScoreConfig this detector scores with."""
+        """The ScoreConfig this detector scores with: frozen at fit (``settings_``)."""
+        if hasattr(self, "settings_"):
+            return self.settings_
         if isinstance(self.score_config, ScoreConfig):
             return self.score_config
         return ScoreConfig.for_task(self.profile, self.score_config, self.extent)
 
     @property
     def denoiser_preset(self) -> str:
-        return self.preset or self.profile.unet_preset
+        """The denoiser's preset name: frozen at fit (``preset_``)."""
+        return getattr(self, "preset_", None) or self.preset or self.profile.unet_preset
 
     @property
     def name(self) -> str:
@@ -79,9 +96,13 @@ class DiffusionDetector(Detector):
         return self.settings.nfe_per_image
 
     def _fit(self, images: torch.Tensor) -> None:
+        for frozen in ("profile_", "settings_", "preset_"):      # a refit resolves them afresh
+            self.__dict__.pop(frozen, None)
+        self.profile_ = self.profile
+        self.settings_, self.preset_ = self.settings, self.denoiser_preset
         self.device_ = torch.device(self.device) if self.device is not None else config.get_device()
         self.diffusion_ = Diffusion(self.profile.timesteps, self.schedule)
-        self.model_, self.train_info_ = fit_denoiser(images, self.profile, seed=self.seed,
+        self.model_, self.train_info_ = fit_denoiser(images, self.profile_, seed=self.seed,
                                                      preset=self.denoiser_preset, diffusion=self.diffusion_,
                                                      device=self.device_, progress=self.progress)
         self.calibration_: MapCalibration | None = None
@@ -109,7 +130,7 @@ class DiffusionDetector(Detector):
     def differentiable_scores(self, images: torch.Tensor) -> torch.Tensor:
         """(N,) the scores of ``decision_function`` as a tensor on the detector's device that carries
         gradients back to `images` (float, (N, C, H, W) in [-1, 1], ``requires_grad=True``), for an
-        attack (:func:`course_lib.robustness.pgd_attack`). The scoring noise is fixed by the score's
+        attack (:func:`course_lib.programs.robustness.pgd_attack`). The scoring noise is fixed by the score's
         seed, so the score is a deterministic function of the images. One batch: the caller splits."""
         self._check_fitted()
         if not isinstance(images, torch.Tensor) or images.dim() != 4 or tuple(images.shape[1:]) != self.image_shape_:
@@ -163,6 +184,74 @@ class DiffusionDetector(Detector):
 
     def _decision(self, images: torch.Tensor) -> np.ndarray:
         return self._reduce(self.level_maps(images))
+
+    # ----- saving and loading -------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Keep the fitted detector in the folder `path`: ``detector.json`` (every setting, the threshold)
+        and ``tensors.pt`` (the EMA weights, the calibration, decision_scores_), plain tensors that
+        :meth:`load` reads with ``torch.load(weights_only=True)``, so loading runs no code. Returns `path`."""
+        self._check_fitted()
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{self.name}.save: {path} is a file; give a folder (it is created if needed).")
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {"model": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
+                   "decision_scores": torch.from_numpy(self.decision_scores_)}
+        if self.calibration_ is not None:
+            tensors["calibration_mean"], tensors["calibration_std"] = (v.cpu() for v in self.calibration_)
+        with atomic_write(path / "tensors.pt") as tmp:
+            torch.save(tensors, tmp)
+        settings = {"format": self.SAVE_FORMAT, "name": self.name,
+                    "params": {"extent": self.extent, "preset": self.preset_, "seed": self.seed,
+                               "schedule": self.schedule, "contamination": self.contamination},
+                    "profile": dataclasses.asdict(self.profile_), "score_config": dataclasses.asdict(self.settings_),
+                    "image_shape": list(self.image_shape_), "threshold": self.threshold_,
+                    "train_info": {k: self.train_info_[k] for k in ("steps", "seconds") if k in self.train_info_}}
+        write_text_atomic(path / "detector.json", json.dumps(settings, indent=1) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, device: torch.device | str | None = None,
+             progress: bool = False) -> "DiffusionDetector":
+        """A detector saved by :meth:`save`, ready to score, on `device` (default: the best available)."""
+        path = Path(path)
+        files = [path / "detector.json", path / "tensors.pt"]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{path} is not a saved detector: {', '.join(missing)} missing "
+                                    "(DiffusionDetector.save(path) writes both).")
+        try:
+            saved = json.loads(files[0].read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{files[0]} is damaged ({err}); save the detector again.") from None
+        if not isinstance(saved, dict) or saved.get("format") != cls.SAVE_FORMAT:
+            found = saved.get("format") if isinstance(saved, dict) else type(saved).__name__
+            raise ValueError(f"{files[0]}: format {found!r}, this course_lib reads {cls.SAVE_FORMAT!r}.")
+        try:
+            tensors = torch.load(files[1], map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 -- unpickling refused or a damaged file: say which file
+            raise ValueError(f"{files[1]} is damaged or not plain tensors ({type(err).__name__}); "
+                             "save the detector again.") from None
+        prof = config.Profile(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["profile"].items()})
+        params = saved["params"]
+        det = cls(ScoreConfig(**saved["score_config"]), extent=params["extent"], preset=params["preset"],
+                  prof=prof, seed=params["seed"], schedule=params["schedule"], device=device,
+                  progress=progress, contamination=params["contamination"])
+        c, h, _ = saved["image_shape"]
+        model = build_denoiser(denoiser_config(params["preset"], in_channels=c, image_size=h))
+        model.load_state_dict(tensors["model"])
+        det.profile_, det.settings_, det.preset_ = prof, det.score_config, params["preset"]
+        det.device_ = torch.device(device) if device is not None else config.get_device()
+        det.diffusion_ = Diffusion(prof.timesteps, params["schedule"])
+        det.model_ = model.requires_grad_(False).eval().to(det.device_)
+        det.calibration_ = (MapCalibration(tensors["calibration_mean"], tensors["calibration_std"])
+                            if "calibration_mean" in tensors else None)
+        det.image_shape_ = tuple(saved["image_shape"])
+        det.decision_scores_ = tensors["decision_scores"].numpy().astype(np.float64)
+        det.threshold_ = float(saved["threshold"])
+        det.labels_ = (det.decision_scores_ > det.threshold_).astype(int)
+        det.train_info_ = dict(saved.get("train_info", {}), path=path, loaded=True, reason="DiffusionDetector.load")
+        return det
 
 
 def _recomputed_in_backward(model):

@@ -240,6 +240,22 @@ def test_mini_imagenet_one_class(mini_root):
         load_task("mini-imagenet", "n99999999", profile=SMOKE, root=mini_root)
 
 
+def test_mini_imagenet_takes_its_source_split_by_name(mini_root):
+    base = mini_root / "mini-imagenet"
+    rows = [(f"{wnid}{i:08d}.jpg", wnid) for wnid in WNIDS[1:] for i in range(8)]   # val.csv: classes 1 and 2
+    with open(base / "val.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([("filename", "label"), *rows])
+    task = load_task("mini-imagenet", 0, profile=SMOKE, root=mini_root, image_size=16, source_split="val")
+    assert task.name == f"mini-imagenet/{WNIDS[1]}" and "val split, 2 classes" in task.description
+    assert load_task("mini-imagenet", 0, profile=SMOKE, root=mini_root, image_size=16).name == f"mini-imagenet/{WNIDS[0]}"
+    with pytest.raises(ValueError, match=r"split must be 'test' or 'validation'.*source_split='train' \| 'val'"):
+        load_task("mini-imagenet", 0, profile=SMOKE, root=mini_root, split="val")
+    with pytest.raises(ValueError, match="unknown source_split 'dev'; valid: train, val, test"):
+        load_task("mini-imagenet", 0, profile=SMOKE, root=mini_root, source_split="dev")
+    with pytest.raises(FileNotFoundError, match=r"mini-imagenet/test.csv"):
+        load_task("mini-imagenet", 0, profile=SMOKE, root=mini_root, source_split="test")
+
+
 def test_mini_imagenet_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"mini-imagenet/train.csv.*mini-imagenet-tools"):
         load_task("mini-imagenet", profile=SMOKE, root=tmp_path)

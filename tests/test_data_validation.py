@@ -99,5 +99,5 @@ def test_validation_split_refuses_what_it_cannot_build():
         data.load_task("digits", split="validation", protocol="leave-one-class-out", profile=prof)
     with pytest.raises(ValueError, match="valid: brick, grass, gravel"):
         data.load_task("textures", "wood", split="validation", profile=prof)
-    with pytest.raises(ValueError, match="split must be 'test' or 'validation', got 'val'"):
+    with pytest.raises(ValueError, match=r"split must be 'test' or 'validation' \(which labelled images\), got 'val'"):
         data.load_task("textures", split="val", profile=prof)

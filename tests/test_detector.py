@@ -30,6 +30,39 @@ def test_threshold_flags_about_the_contamination_of_held_out_normals(name):
     assert det.predict(_gaussian_images(200, 2, shift=0.6)).mean() > 0.9    # shifted images are flagged
 
 
+class _FixedScores(course_lib.Detector):
+    """Scores an image by its first pixel: a detector whose scores the test chooses."""
+    name = "fixed"
+
+    def __init__(self, contamination: float = 0.1):
+        self.contamination = contamination
+
+    def _fit(self, images):
+        pass
+
+    def _decision(self, images):
+        return images.flatten(1)[:, 0].double().numpy()
+
+
+def test_a_score_equal_to_the_threshold_is_normal():
+    """pyod's rule: an anomaly is a score strictly above threshold_ (labels_ and predict alike)."""
+    scores = torch.linspace(-1, 1, 11)                      # 90th percentile of 11 evenly spaced = the 10th
+    det = _FixedScores(contamination=0.1).fit(scores.view(11, 1, 1, 1))
+    assert det.threshold_ == pytest.approx(0.8)
+    assert det.labels_.tolist() == [0] * 10 + [1]           # only the score above 0.8
+    assert det.predict(torch.tensor([0.8, 0.81]).view(2, 1, 1, 1)).tolist() == [0, 1]
+
+
+def test_a_baseline_keeps_pyods_own_training_scores():
+    """decision_scores_ are pyod's scores of its training data: for kNN each image's distance to its 5th
+    nearest *other* image (pyod leaves the point itself out), not decision_function on the same images,
+    where the image is its own nearest neighbour at distance 0."""
+    train = _gaussian_images(60, 0)
+    det = make_baseline("knn").fit(train)
+    np.testing.assert_array_equal(det.decision_scores_, det.model_.decision_scores_)
+    assert (det.decision_function(train) < det.decision_scores_).all()
+
+
 @pytest.mark.parametrize("name", BASELINES)
 def test_clone_gives_an_unfitted_copy_with_the_same_parameters(name):
     det = make_baseline(name, seed=3, contamination=0.05).fit(_gaussian_images(50, 0))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from course_lib.diffusion import Diffusion, extract, make_betas
-from course_lib.toy import GaussianOracle
+from course_lib.course.toy import GaussianOracle
 
 
 # ----- schedules ------------------------------------------------------------------------------
@@ -109,6 +109,9 @@ def test_posterior_matches_gaussian_conditioning_in_float64():
     mean, var, log_var = d.q_posterior_mean_variance(x0, x_t, torch.zeros(2, dtype=torch.long))
     torch.testing.assert_close(mean, x0)
     assert var.abs().max() < 1e-12 and torch.isfinite(log_var).all()
+    # ... to the log of the t = 1 posterior variance, as in Ho et al.'s and improved-diffusion's code
+    tilde_beta_1 = b[1] * (1 - abar[0]) / (1 - abar[1])   # float64, code t = 1
+    np.testing.assert_allclose(log_var.numpy().ravel(), math.log(tilde_beta_1), rtol=1e-5)
 
 
 def test_posterior_matches_monte_carlo_conditioning():
@@ -202,8 +205,8 @@ def test_bad_input_gets_clear_errors():
 
 # ----- exercise checks: right answers pass, typical mistakes fail -------------------------------------
 def test_exercise_checks_accept_right_and_reject_wrong_answers():
-    from course_lib import checks
-    from course_lib.checks import ExerciseError
+    from course_lib.course import checks
+    from course_lib.course.checks import ExerciseError
     from course_lib.losses import normal_kl
     checks.check_alphas_cumprod(lambda b: torch.cumprod(1 - b, 0))
     checks.check_q_sample(lambda x0, a, e: a ** 0.5 * x0 + (1 - a) ** 0.5 * e)
@@ -274,12 +277,26 @@ def test_timesteps_checked_once_are_still_refused_when_out_of_range():
 
 
 def test_device_copies_of_the_schedule_are_made_once_and_freed_with_it(monkeypatch):
-    from course_lib import diffusion as dm
+    from course_lib import memo
     coef = torch.arange(5.0)
     device = torch.device("meta")                  # another device than coef's, available everywhere
-    first = dm._on_device(coef, device)
-    assert dm._on_device(coef, device) is first and first.device == device
+    first = memo.on_device(coef, device)
+    assert memo.on_device(coef, device) is first and first.device == device
     key = (id(coef), device)
-    assert key in dm._DEVICE_COPIES
+    assert key in memo._DEVICE_COPIES
     del coef, first
-    assert key not in dm._DEVICE_COPIES
+    assert key not in memo._DEVICE_COPIES
+
+
+def test_a_timestep_checked_for_one_chain_length_is_checked_again_for_another():
+    t = Diffusion(1000).timesteps(500, 2)          # in range for T = 1000 ...
+    with pytest.raises(ValueError, match=r"got range \[500, 500\]"):
+        Diffusion(10).check_t(t, torch.zeros(2, 1))   # ... not for T = 10
+
+
+def test_a_diffusion_is_a_plain_value_that_pickles():
+    import pickle
+    d = Diffusion(50, "cosine", prediction="v")
+    d.check_t(d.timesteps(3, 2), torch.zeros(2, 1))
+    back = pickle.loads(pickle.dumps(d))
+    assert repr(back) == repr(d) and torch.equal(back.alphas_cumprod, d.alphas_cumprod)

@@ -60,7 +60,7 @@ def good_cells():
                           "$$x_t = \\sqrt{\\bar\\alpha_t}\\,x_0 + \\sqrt{1-\\bar\\alpha_t}\\,\\epsilon \\label{eq:q}$$\n"
                           "$\\newcommand{\\E}{\\mathbb{E}}$ and a $\\tfrac12$, with\n\t- a tab.\n"
                           "```python\nx = '$\\nrac{1}{2}$'   # code, not math\n```"),
-        new_code_cell("from course_lib import checks\n\n\n@exercise\ndef q_sample(x0, abar_t, eps):\n"
+        new_code_cell("from course_lib.course import checks\n\n\n@exercise\ndef q_sample(x0, abar_t, eps):\n"
                       "    raise NotImplementedError('x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps')\n\n\n"
                       "assert checks.check_q_sample(q_sample)"),
         new_markdown_cell("$$\\E[x_t] = \\sqrt{\\bar\\alpha_t}\\, x_0$$ (a macro from an earlier cell, as MathJax allows)"),

@@ -11,6 +11,7 @@ def test_readme_detector_example_runs(tmp_path, monkeypatch, one_thread):
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
     monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path))
+    monkeypatch.chdir(tmp_path)                                  # det.save("grass_detector") writes here
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     task, det, flags = namespace["task"], namespace["det"], namespace["flags"]
@@ -18,3 +19,5 @@ def test_readme_detector_example_runs(tmp_path, monkeypatch, one_thread):
     assert set(flags.tolist()) <= {0, 1} and namespace["maps"].shape == (len(task.test), 1, *task.image_shape[1:])
     assert namespace["dit"].name == "dit/noise" and det.name == "ddpm-unet/noise"
     assert namespace["iforest"].decision_function(task.test).shape == (len(task.test),)
+    assert (tmp_path / "grass_detector" / "detector.json").is_file()
+    assert (det.decision_function(task.test) == namespace["scores"]).all()     # the loaded detector scores alike

@@ -48,6 +48,19 @@ def test_ddim_eta1_has_the_ddpm_posterior_variance_and_mean(setting):
         torch.testing.assert_close(mean_ddim, mean_ddpm, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("eta", [0.25, 0.5, 0.8])
+def test_ddim_sigma_is_linear_in_eta_between_any_two_levels(eta):
+    """sigma_t(eta) = eta sqrt((1 - abar_s) / (1 - abar_t)) sqrt(1 - abar_t / abar_s) (Song et al. 2021, eq. 16),
+    in float64 from the betas, for skips of several levels as a K-step DDIM takes them."""
+    d = Diffusion(1000, "linear")
+    b = np.linspace(1e-4, 0.02, 1000)
+    abar = np.cumprod(1 - b)
+    for t, s in ((999, 899), (500, 250), (40, 0), (10, -1)):
+        abar_s = 1.0 if s < 0 else abar[s]
+        expected = eta * math.sqrt((1 - abar_s) / (1 - abar[t]) * (1 - abar[t] / abar_s))
+        assert ddim_sigma(d, t, s, eta) == pytest.approx(expected, rel=1e-5)
+
+
 def test_ddim_inversion_then_sampling_returns_the_input(setting):
     d, model = setting
     x0 = M + S * torch.randn(256, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)

@@ -86,7 +86,7 @@ def test_show_prints_the_solution(capsys):
 
 def run_notebook(tmp_path, env_value):
     nb = new_notebook(cells=[
-        new_code_cell("import course_lib\nP = course_lib.setup(seed=0, quiet=True)\nfrom course_lib import checks\n"
+        new_code_cell("import course_lib\nP = course_lib.setup(seed=0, quiet=True)\nfrom course_lib.course import checks\n"
                       "from course_lib.course.exercises import exercise"),
         new_code_cell(f"%env {SOLUTIONS_ENV}={env_value}"),
         new_code_cell("@exercise\ndef gaussian_kl(mu1, var1, mu2, var2):\n    raise NotImplementedError('the KL')\n\n\n"

@@ -135,7 +135,7 @@ def load_task(name: str, category: str | int | None = None, *, protocol: str = "
     split: "test" (the images whose AUROC is reported) or "validation" (a smaller training set and
     labelled images, both from the training data alone, for choosing settings; :mod:`.validation`).
     options: ``image_size=`` (all tasks) overrides the profile's side; mini-imagenet also takes
-    ``split=`` ("train" | "val" | "test") and ``n_classes=`` (10).
+    ``source_split=`` (the split CSV its classes come from: "train" | "val" | "test") and ``n_classes=`` (10).
     """
     info = _info(name)
     cat = _resolve_category(info, category)
@@ -152,7 +152,10 @@ def load_task(name: str, category: str | int | None = None, *, protocol: str = "
         raise ValueError(f"load_task({name!r}): image_size must be a positive int (pixels per side), "
                          f"got {size!r}.")
     if split not in ("test", "validation"):
-        raise ValueError(f"load_task({name!r}): split must be 'test' or 'validation', got {split!r}.")
+        hint = (" (Mini-ImageNet's split CSV is chosen with source_split='train' | 'val' | 'test')"
+                if name == "mini-imagenet" else "")
+        raise ValueError(f"load_task({name!r}): split must be 'test' or 'validation' (which labelled images), "
+                         f"got {split!r}{hint}.")
     if split == "validation":
         if protocol != "one-class":
             raise ValueError(f"load_task({name!r}): the validation split is built for the one-class protocol only.")

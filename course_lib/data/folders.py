@@ -122,23 +122,24 @@ def mini_imagenet_classes(root: Path, split: str = "train", n_classes: int = 10)
 
 
 def build_mini_imagenet(category: str, *, protocol: str, seed: int, profile: Profile, root: Path,
-                        download: bool, image_size: int | None = None, split: str = "train",
+                        download: bool, image_size: int | None = None, source_split: str = "train",
                         n_classes: int = 10, validation: bool = False) -> AnomalyTask:
     """`category`: an index into the chosen classes ("0".."n_classes-1") or a wnid among them. With
     `validation`, the images of the test task's training half are split in two again: training images
-    from one, the labelled validation images from the other (none is a test image)."""
+    from one, the labelled validation images from the other (none is a test image). `source_split` is the
+    split CSV of Ravi & Larochelle the classes come from: "train", "val" or "test"."""
     check_protocol(protocol, "mini-imagenet")
-    if split not in MINI_IMAGENET_SPLITS:
-        raise ValueError(f"mini-imagenet: unknown split {split!r}; valid: {', '.join(MINI_IMAGENET_SPLITS)}.")
+    if source_split not in MINI_IMAGENET_SPLITS:
+        raise ValueError(f"mini-imagenet: unknown source_split {source_split!r}; valid: {', '.join(MINI_IMAGENET_SPLITS)}.")
     if download:
         raise ValueError(f"Mini-ImageNet cannot be downloaded automatically; build it with python -m "
                          f"course_lib.data.download mini-imagenet --imagenet DIR --splits DIR (as the tools at "
                          f"{MINI_IMAGENET_URL} do).")
     base = root / "mini-imagenet"
-    files, labels = _read_split(base, split)
+    files, labels = _read_split(base, source_split)
     classes = list(dict.fromkeys(labels))[:n_classes]
     if len(classes) < 2:
-        raise ValueError(f"mini-imagenet: {base / (split + '.csv')} has {len(classes)} class(es); need >= 2.")
+        raise ValueError(f"mini-imagenet: {base / (source_split + '.csv')} has {len(classes)} class(es); need >= 2.")
     if category in classes:
         k = classes.index(category)
     elif category.isdigit() and int(category) < len(classes):
@@ -163,7 +164,7 @@ def build_mini_imagenet(category: str, *, protocol: str, seed: int, profile: Pro
         for i in indices:
             p = paths[i] if paths[i].exists() else paths[i].with_name(paths[i].name + ".jpg")
             if not p.exists():
-                raise FileNotFoundError(f"Mini-ImageNet image {paths[i]} (listed in {split}.csv) is missing.")
+                raise FileNotFoundError(f"Mini-ImageNet image {paths[i]} (listed in {source_split}.csv) is missing.")
             out.append(_image(p, size))
         return torch.stack(out)
 
@@ -171,7 +172,7 @@ def build_mini_imagenet(category: str, *, protocol: str, seed: int, profile: Pro
     return AnomalyTask(
         name=f"mini-imagenet/{classes[k]}" + ("" if protocol == "one-class" else "-out")
              + (" (validation)" if validation else ""), split="validation" if validation else "test",
-        description=f"Mini-ImageNet ({split} split, {len(classes)} classes) at {size}px; class "
+        description=f"Mini-ImageNet ({source_split} split, {len(classes)} classes) at {size}px; class "
                     f"{classes[k]} is {role} ({protocol} protocol).",
         train=load(pool_tr[tr]), test=load(pool_te[te]), labels=torch.as_tensor(lab),
         kinds=kinds_from_classes(lab, y[pool_te][te], classes))

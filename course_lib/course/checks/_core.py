@@ -32,7 +32,7 @@ def not_done(what: str, fn: Callable, err: NotImplementedError) -> None:
         f"✗ {what}: the exercise is not done yet ({name} raises NotImplementedError"
         f"{': ' + str(err) if str(err) else ''}).\n"
         f"  Replace the `raise NotImplementedError` line of the cell above with your code. To see a solution, run "
-        f"`from course_lib import solutions; solutions.show({name!r})`. To let the notebook run on with the "
+        f"`from course_lib.course import solutions; solutions.show({name!r})`. To let the notebook run on with the "
         f"reference solutions, run `%env COURSE_SOLUTIONS=1` and run this cell again.") from None
 
 
