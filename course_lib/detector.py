@@ -27,6 +27,9 @@ class Detector(BaseEstimator, ABC):
 
     name: str = "detector"
     contamination: float = 0.1   # expected share of anomalies, sets threshold_ (as in pyod)
+    # what kind of method it is: "pixels" (a classical detector on the pixels) or "diffusion" (a trained
+    # denoiser, whose fit reports its training in train_info_)
+    kind: str = "pixels"
 
     @property
     def nfe_per_image(self) -> int:

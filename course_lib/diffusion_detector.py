@@ -53,6 +53,7 @@ class DiffusionDetector(Detector):
     # normal images whose maps calibrate the detector and give decision_scores_ and threshold_: every
     # training image of the cpu profile (400), a bounded cost at the gpu profile's 5000
     CALIBRATION_IMAGES = 512
+    kind = "diffusion"
     SAVE_FORMAT = "course_lib.DiffusionDetector/1"   # detector.json's "format": what load() reads
 
     def __init__(self, score_config: ScoreConfig | ScoreName = "noise", *, extent: str = "global",

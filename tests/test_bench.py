@@ -1,6 +1,7 @@
 """The benchmark runner: the default run's cut, tables, resume from the user cache, damaged cache files,
 partly present datasets, clear errors."""
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,7 @@ def test_a_killed_run_resumes_without_recomputing_and_gives_the_same_table(monke
     uninterrupted = bench.run(cells, SMOKE, cache=tmp_path / "other")
     computed = []
     real_run_cell = bench.run_cell
-    monkeypatch.setattr(bench, "run_cell", lambda task, method, *a: computed.append(method) or
+    monkeypatch.setattr(bench.compute, "run_cell", lambda task, method, *a: computed.append(method) or
                         real_run_cell(task, method, *a))
 
     def kill_after_two(table):
@@ -190,52 +191,80 @@ def test_validation_cells_score_the_validation_split_beside_the_test_table(tmp_p
     assert again.iloc[2]["auroc"] == df.iloc[2]["auroc"]
 
 
-def test_two_shards_running_at_once_cover_the_grid_exactly_once(monkeypatch):
-    import threading
-    import time
-    cells = bench.grid_cells(["digits", "digits-c"], ["iforest", "copod"], [0, 1], {"digits": ["0", "1"]})
-    computed, lock = [], threading.Lock()
+def test_shards_partition_the_grid_by_unit_of_work_and_the_final_run_assembles_it(monkeypatch):
+    cells = bench.grid_cells(["digits", "digits-c"], ["iforest", "copod", "ddpm-unet/noise", "ddpm-unet/recon"],
+                             [0, 1], {"digits": ["0", "1"]})
+    shares = [bench.shard(cells, i, 3) for i in range(3)]
+    assert sorted((c for s in shares for c in s), key=repr) == sorted(cells, key=repr)   # every cell in a share ...
+    assert all(not set(a) & set(b) for i, a in enumerate(shares) for b in shares[i + 1:])   # ... and one only
+    for share in shares:                                                     # a model's two scores stay together
+        units = {c.unit for c in share}
+        assert all(c in share for c in cells if c.unit in units)
+    assert [len({c.unit for c in s}) for s in shares] == [4, 4, 4]           # 12 units, dealt out evenly
+    assert bench.shard(cells, 1, 3) == shares[1]                             # the same in every process
+    baselines = bench.grid_cells(["digits"], ["iforest", "copod"], [0, 1, 2])
+    computed = []
     real_run_cell = bench.run_cell
-
-    def slow_run_cell(task, method, prof, seed):
-        with lock:
-            computed.append((task.name, method, seed, threading.current_thread().name))
-        time.sleep(0.05)                                       # let the two shards overlap
-        return real_run_cell(task, method, prof, seed)
-    monkeypatch.setattr(bench, "run_cell", slow_run_cell)
-    tables = {}
-    shards = [threading.Thread(target=lambda i=i: tables.__setitem__(i, bench.run(cells, SMOKE, shard=(i, 2))),
-                               name=f"shard{i}") for i in range(2)]
-    for t in shards:
-        t.start()
-    for t in shards:
-        t.join()
-    keys = [c[:3] for c in computed]
-    assert len(keys) == len(set(keys)) == len(cells)           # every cell once, none twice
-    assert {c[3] for c in computed} == {"shard0", "shard1"}    # both did a share
-    assemble = bench.run(cells, SMOKE)                         # a final run without --shard: all cached
-    assert len(assemble) == len(cells) and len(computed) == len(cells)
-    assert not list((bench.cache_dir(SMOKE) / "claims").glob("*.claim"))   # every claim released
+    monkeypatch.setattr(bench.compute, "run_cell", lambda task, method, prof, seed: computed.append((method, seed))
+                        or real_run_cell(task, method, prof, seed))
+    parts = [bench.run(baselines, SMOKE, shard_of=(i, 2)) for i in range(2)]
+    assert [sorted(set(p["seed"])) for p in parts] == [[0, 2], [1]]          # units (one per seed) dealt out
+    assert sorted(computed) == sorted((c.method, c.seed) for c in baselines)  # each cell computed once
+    whole = bench.run(baselines, SMOKE)                                      # no --shard: read, not computed
+    assert len(whole) == len(baselines) and len(computed) == len(baselines)
 
 
-def test_a_dead_processes_claim_is_taken_over_and_a_live_ones_is_left_alone(capsys):
-    import os
-    import time
-    cells = bench.grid_cells(["digits"], ["iforest", "copod"], [0, 1])
-    claims = bench.cache_dir(SMOKE) / "claims"
-    claims.mkdir(parents=True)
-    dead = claims / f"{bench.unit_of(cells[0])}.claim"            # seed 0: its process was killed
-    live = claims / f"{bench.unit_of(cells[2])}.claim"            # seed 1: still running elsewhere
-    dead.write_text("{}")
-    live.write_text("{}")
-    os.utime(dead, (time.time() - 700, time.time() - 700))        # not renewed for longer than the lease
-    df = bench.run(cells, SMOKE, lease_s=600)
-    out = capsys.readouterr()
-    assert list(df["seed"]) == [0, 0] and "taking over digits__0__0__test__baselines" in out.err + out.out
-    assert "2 cell(s) are being computed by another process" in out.out
-    assert live.exists() and not dead.exists()
-    live.unlink()                                                  # that process finished (or died): run again
-    assert list(bench.run(cells, SMOKE)["seed"]) == [0, 0, 1, 1]
+def test_a_run_reads_the_committed_record_and_recomputes_no_committed_cell(tmp_path, monkeypatch):
+    cells = bench.grid_cells(["digits"], ["iforest", "copod"], [0])
+    first = bench.run(cells, SMOKE, cache=tmp_path / "machine-a")
+    record = tmp_path / "benchmark.csv"
+    bench.write_tables(first, tmp_path, SMOKE, [0], figure=False)             # what a --full run commits
+    monkeypatch.setattr(bench.compute, "run_cell", lambda *a: pytest.fail("a committed cell was recomputed"))
+    again = bench.run(cells, SMOKE, cache=tmp_path / "machine-b", record=record)   # a fresh machine
+    cols = ["task", "category", "method", "seed", "split", "auroc", "auprc", "nfe"]
+    pd.testing.assert_frame_equal(again[cols], first[cols])
+    assert again["category"].tolist() == ["0", "0"]                          # "0" stays a string, not 0
+    # another profile (a different fingerprint) finds nothing in the record, and so does --no-cache
+    monkeypatch.setattr(bench.compute, "run_cell", bench.run_cell)
+    other = config.profile("smoke", n_test=30)
+    assert bench.read_record(record, cells, other) == {}
+    assert len(bench.read_record(record, cells, SMOKE)) == 2
+    # a new method adds its rows beside the committed ones
+    more = bench.run(cells + bench.grid_cells(["digits"], ["knn"], [0]), SMOKE, cache=tmp_path / "machine-b",
+                     record=record)
+    assert list(more["method"]) == ["iforest", "copod", "knn"]
+
+
+def test_the_committed_record_holds_every_offline_cell_of_the_full_cpu_grid():
+    """A --full run in the cpu profile on a fresh machine (empty user cache) recomputes no committed cell."""
+    prof = config.profile("cpu")
+    cells = bench.grid_cells(list(bench.FULL_CATEGORIES), list(bench.METHODS), list(prof.seeds), bench.FULL_CATEGORIES)
+    cells += bench.validation_cells(cells, prof.seeds[0])
+    found = bench.read_record(REPO / "results" / "benchmark.csv", cells, prof)
+    missing = [c for c in cells if c not in found]
+    assert len(cells) == 1122 and missing == []
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("fingerprint", "0000000000", "fingerprint '0000000000'"),
+    ("seed", 7, "seed 7 (expected 0)"),
+    ("auroc", 1.5, "AUROC 1.5 is not a number in [0, 1]"),
+    ("auroc", None, "AUROC None is not a number"),
+])
+def test_a_cache_file_of_another_profile_seed_or_with_a_bad_auroc_is_refused(field, value, message):
+    cell = bench.Cell("digits", "0", "iforest", 0)
+    bench.run([cell], SMOKE)
+    path = bench.cache_dir(SMOKE) / cell.filename
+    path.write_text(json.dumps({**json.loads(path.read_text()), field: value}))
+    with pytest.warns(UserWarning, match=re.escape(message)):
+        assert bench.read_cell(path, cell, SMOKE) is None
+
+
+def test_every_method_has_a_kind_and_a_family_from_its_detector():
+    assert bench.of_kind("pixels") == list(ALL_BASELINES)
+    assert bench.of_kind("diffusion") == ["ddpm-unet/recon", "ddpm-unet/noise", "dit/recon", "dit/noise"]
+    assert {bench.METHODS[m].family for m in bench.of_kind("diffusion")} == {"ddpm-unet", "dit"}
+    assert bench.Cell("digits", "0", "dit/recon", 0).unit == bench.Cell("digits", "0", "dit/noise", 0).unit
 
 
 def test_shard_must_be_i_of_n(tmp_path):

@@ -236,7 +236,8 @@ class _Recorder(Detector):
 
 def test_thresholds_come_from_validation_normals_and_never_from_test_images(monkeypatch):
     made = []
-    monkeypatch.setitem(bench.METHODS, "recorder", lambda prof, seed, extent: made.append(_Recorder()) or made[-1])
+    monkeypatch.setitem(bench.METHODS, "recorder", bench.Method(
+        "recorder", lambda prof, seed, extent: made.append(_Recorder()) or made[-1], _Recorder))
     prof = config.profile("smoke")
     study = robustness.fit_on_validation("digits", "0", ["recorder"], prof)
     val, test = study.validation, study.task

@@ -222,7 +222,7 @@ def fit_on_validation(task_name: str, category: str, methods: Sequence[str], pro
     normals = val.test[val.labels == 0]
     detectors, thresholds, seconds = {}, {}, {}
     for m in tqdm(methods, desc=f"fit on {val.name}"):
-        det = METHODS[m](prof, seed, test.extent)
+        det = METHODS[m].make(prof, seed, test.extent)
         if isinstance(det, DiffusionDetector):
             det.progress = False
         t0 = time.perf_counter()
