@@ -21,75 +21,24 @@ import shutil
 import sys
 import tempfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 from tqdm.auto import tqdm
 
 from .. import config
-from .fetch import DownloadError, extracted, fetch, verify_file
+from .fetch import DownloadError, Resource, extracted, fetch, verify_file
 from .folders import MINI_IMAGENET_SPLITS, MINI_IMAGENET_URL, MVTEC_CATEGORIES, MVTEC_URL
-from .real import CIFAR10_URL, MNIST_C_CORRUPTIONS, MNIST_C_URL, MNIST_FILES, MNIST_URL
+from .real import MNIST_C_CORRUPTIONS, MNIST_FILES
+from .registry import TASKS, Dataset
 
-__all__ = ["Resource", "DatasetInfo", "DATASETS", "RESOURCES", "download", "build_mini_imagenet",
+__all__ = ["Resource", "Dataset", "DATASETS", "RESOURCES", "download", "build_mini_imagenet",
            "verify_mini_imagenet", "main"]
 
 
-@dataclass(frozen=True)
-class Resource:
-    """One file to fetch. With neither md5 nor sha256 there is no published checksum: the sha256 of
-    what was downloaded is printed instead."""
-
-    url: str
-    filename: str              # its name under <root>/downloads/ while it is fetched
-    md5: str | None = None     # the published MD5
-    sha256: str | None = None  # the published SHA-256
-    size: int | None = None    # bytes, for the progress bar when the server sends no Content-Length
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What one NAME of the command gives, for the message printed before it starts."""
-
-    name: str       # the task name of load_task
-    folder: str     # what it becomes under the root
-    size: str       # download size, for a human
-    licence: str    # the terms it comes with
-    source: str     # the page that describes it
-
-
-DATASETS: dict[str, DatasetInfo] = {d.name: d for d in [
-    DatasetInfo("cifar10", "cifar-10-batches-py", "163 MiB", "no licence stated; cite Krizhevsky (2009), "
-                "Learning Multiple Layers of Features from Tiny Images", "https://www.cs.toronto.edu/~kriz/cifar.html"),
-    DatasetInfo("mnist", "MNIST/raw", "11 MiB (4 gz files)", "no licence stated; cite LeCun et al. (1998)",
-                "http://yann.lecun.com/exdb/mnist/"),
-    DatasetInfo("mnist-c", "mnist_c", "about 245 MB", "CC BY 4.0; cite Mu & Gilmer (2019)",
-                MNIST_C_URL),
-    DatasetInfo("mvtec", "mvtec_anomaly_detection", "about 4.9 GiB (one category: 0.1 to 0.9 GiB)",
-                "CC BY-NC-SA 4.0: non-commercial use only; cite Bergmann et al. (2019)", MVTEC_URL),
-    DatasetInfo("mini-imagenet", "mini-imagenet", "about 0.4 GB once built at 84 px (from ImageNet's 140 GB train set)",
-                "ImageNet terms of access (non-commercial research and education); split of Ravi & Larochelle "
-                "(2017)", MINI_IMAGENET_URL),
-]}
-
-# The files and their checksums; a test points the URLs at a local server.
-RESOURCES: dict[str, tuple[Resource, ...]] = {
-    "cifar10": (Resource(CIFAR10_URL, "cifar-10-python.tar.gz", md5="c58f30108f718f92721af3b95e74349a",
-                         size=170_498_071),),
-    "mnist": tuple(Resource(MNIST_URL + f, f, md5=md5, size=size) for f, md5, size in [  # as torchvision
-        ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873", 9_912_422),
-        ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432", 28_881),
-        ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3", 1_648_877),
-        ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c", 4_542)]),
-    # Zenodo's MD5 of the file, as two independent third-party loaders list it (not checked here: no network).
-    "mnist-c": (Resource(f"{MNIST_C_URL}/files/mnist_c.zip", "mnist_c.zip",
-                         md5="4b34b33045869ee6d424616cd3a65da3"),),
-    # Never fetched (behind a form): only checks an --archive of this name. SHA-256 as used by anomalib.
-    "mvtec": (Resource(MVTEC_URL, "mvtec_anomaly_detection.tar.xz",
-                       sha256="cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d",
-                       size=5_264_982_680),),
-}
+# Derived from the one record per dataset (course_lib.data.registry); a test points the URLs at a local server.
+DATASETS: dict[str, Dataset] = {name: d for name, d in TASKS.items() if not d.offline}
+RESOURCES: dict[str, tuple[Resource, ...]] = {name: d.resources for name, d in DATASETS.items()}
 
 
 # --- what a complete dataset looks like -------------------------------------------------------------------
@@ -118,7 +67,7 @@ def _refuse_partial(folder: Path, missing: list[Path]) -> None:
                             "are missing). Move it away or delete it, then rerun.")
 
 
-def _announce(info: DatasetInfo, what: str, into: Path, size: str | None = None) -> None:
+def _announce(info: Dataset, what: str, into: Path, size: str | None = None) -> None:
     print(f"{info.name}: {what}\n  size     {size or info.size}\n  licence  {info.licence}\n"
           f"  about    {info.source}\n  into     {into}")
 
@@ -136,7 +85,7 @@ def _tidy(path: Path, keep: bool) -> None:
 
 
 # --- one function per kind of dataset ---------------------------------------------------------------------
-def _single_archive(info: DatasetInfo, root: Path, archive: Path | None, keep: bool, progress: bool) -> Path:
+def _single_archive(info: Dataset, root: Path, archive: Path | None, keep: bool, progress: bool) -> Path:
     """cifar10 and mnist-c: one archive holding the dataset folder (or just its content)."""
     target = root / info.folder
     missing = _missing(info.name, target)
@@ -165,7 +114,7 @@ def _single_archive(info: DatasetInfo, root: Path, archive: Path | None, keep: b
     return target
 
 
-def _mnist(info: DatasetInfo, root: Path, keep: bool, progress: bool) -> Path:
+def _mnist(info: Dataset, root: Path, keep: bool, progress: bool) -> Path:
     """The four gz files of torchvision's MNIST, each checked, then unzipped into MNIST/raw/."""
     raw = root / info.folder
     if not _missing("mnist", raw):
@@ -200,7 +149,7 @@ def _mvtec_category(name: str) -> str | None:
     return parts[0] if parts else None
 
 
-def _mvtec(info: DatasetInfo, root: Path, archive: Path | None, categories: Sequence[str] | None,
+def _mvtec(info: Dataset, root: Path, archive: Path | None, categories: Sequence[str] | None,
            progress: bool) -> Path:
     """Unpack the whole MVTec-AD archive or a per-category one into mvtec_anomaly_detection/."""
     base = root / info.folder
@@ -309,7 +258,7 @@ def build_mini_imagenet(imagenet: str | Path, splits: str | Path, dest: str | Pa
     return {split: len(_read_csv(path)) for split, path in csvs.items()}
 
 
-def _mini_imagenet(info: DatasetInfo, root: Path, imagenet: Path | None, splits: Path | None,
+def _mini_imagenet(info: Dataset, root: Path, imagenet: Path | None, splits: Path | None,
                    progress: bool) -> Path:
     base = root / info.folder
     if base.exists():

@@ -21,12 +21,26 @@ import tempfile
 import zipfile
 import zlib
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Callable, Iterator
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
 from tqdm.auto import tqdm
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One file to fetch. With neither md5 nor sha256 there is no published checksum: the sha256 of
+    what was downloaded is printed instead."""
+
+    url: str
+    filename: str              # its name under <root>/downloads/ while it is fetched
+    md5: str | None = None     # the published MD5
+    sha256: str | None = None  # the published SHA-256
+    size: int | None = None    # bytes, for the progress bar when the server sends no Content-Length
+
 
 __all__ = ["DownloadError", "ChecksumError", "UnsafeArchiveError", "fetch", "file_digests", "verify_file",
            "extracted", "safe_extract"]

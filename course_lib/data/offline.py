@@ -184,3 +184,17 @@ def build_photos(category: str, *, protocol: str, seed: int, profile: Profile, s
                     f"({protocol} protocol).",
         train=train, test=test, labels=torch.as_tensor(labels),
         kinds=kinds_from_classes(labels, classes, PHOTO_CLASSES))
+
+
+def build_photos_32(category: str, *, protocol: str, seed: int, profile: Profile,
+                    image_size: int | None = None) -> AnomalyTask:
+    """``photos``: the crops at the profile's photo_size (CIFAR-like)."""
+    return build_photos(category, protocol=protocol, seed=seed, profile=profile, size=profile.photo_size,
+                        image_size=image_size, task="photos")
+
+
+def build_photos_64(category: str, *, protocol: str, seed: int, profile: Profile,
+                    image_size: int | None = None) -> AnomalyTask:
+    """``photos-64``: the same crops at 64 px (Mini-ImageNet-like)."""
+    return build_photos(category, protocol=protocol, seed=seed, profile=profile, size=64,
+                        image_size=image_size, task="photos-64")

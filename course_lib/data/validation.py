@@ -38,26 +38,30 @@ from .protocols import equal_shares, sample_by_class, select_by_class, split_hal
 from .task import AnomalyTask
 from .textures import DEFECTS, TEXTURE_CLASSES, add_defect, load_texture, texture_crops
 
-VALIDATION_TASKS: tuple[str, ...] = ("textures", "digits", "digits-c", "photos", "photos-64")
 TRAIN_ROWS, VAL_ROWS = (0.0, 0.6), (0.6, 1.0)   # bands of the photograph's left part, textures
 HELD_OUT = 0.4                                   # share of the normal training images held out (synthetic)
 
 
-def validation_task(name: str, category: str, *, seed: int, profile: Profile, size: int | None = None
-                    ) -> AnomalyTask:
-    """A task whose train and test images both come from the training side of `name`'s data (the
-    offline tasks; :func:`with_synthetic_defects` serves the others). Use it through
-    ``load_task(..., split="validation")``."""
-    if name == "textures":
-        return _textures(category, seed, profile, size or profile.texture_size)
-    if name == "digits":
-        return _digits(str(category), seed, profile, size or profile.digits_size)
-    if name == "digits-c":
-        return _digits_c(str(category), seed, profile, size or profile.digits_size)
-    if name in ("photos", "photos-64"):
-        return _photos(category, seed, profile, size or (profile.photo_size if name == "photos" else 64), name)
-    raise ValueError(f"validation_task: no validation split for {name!r}; available: "
-                     f"{', '.join(VALIDATION_TASKS)} (other datasets: with_synthetic_defects).")
+# The validation tasks of the offline datasets, one per dataset (the registry's `validation` field); each
+# takes (category, *, seed, profile, size=None) and uses the test task's side unless `size` says otherwise.
+def textures_validation(category: str, *, seed: int, profile: Profile, size: int | None = None) -> AnomalyTask:
+    return _textures(category, seed, profile, size or profile.texture_size)
+
+
+def digits_validation(category: str, *, seed: int, profile: Profile, size: int | None = None) -> AnomalyTask:
+    return _digits(str(category), seed, profile, size or profile.digits_size)
+
+
+def digits_c_validation(category: str, *, seed: int, profile: Profile, size: int | None = None) -> AnomalyTask:
+    return _digits_c(str(category), seed, profile, size or profile.digits_size)
+
+
+def photos_validation(category: str, *, seed: int, profile: Profile, size: int | None = None) -> AnomalyTask:
+    return _photos(category, seed, profile, size or profile.photo_size, "photos")
+
+
+def photos_64_validation(category: str, *, seed: int, profile: Profile, size: int | None = None) -> AnomalyTask:
+    return _photos(category, seed, profile, size or 64, "photos-64")
 
 
 def with_synthetic_defects(task: AnomalyTask, seed: int) -> AnomalyTask:

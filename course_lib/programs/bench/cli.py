@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if args.full:
         kind = "full"
         real = real_tasks_on_disk(prof)
-        cats = {**FULL_CATEGORIES, **{n: data.task_categories(n) for n in real}}
+        cats = {**FULL_CATEGORIES, **{n: data.grid_categories(n) for n in real}}
         cells = grid_cells(list(FULL_CATEGORIES) + real, list(METHODS), seeds, cats)
         cells += validation_cells(cells, seeds[0])
     elif custom:

@@ -15,18 +15,9 @@ QUICK_DIFFUSION_METHOD = "ddpm-unet/noise"
 
 POOLED = "all"   # the category of digits-c and mnist-c that pools every corruption
 
-# The --full grid's categories. digits: all ten classes (the paper's one-class protocol); digits-c: the
-# pooled task and each corruption alone (they share one model per seed: the same clean training digits);
-# textures: all three; photos: three photos (astronaut, chelsea, coffee: a portrait, an animal and an
-# object), since each photo costs a model per seed and denoiser; photos-64: the astronaut alone, the
-# same crops at twice the side for the paper's "DiT scales to larger images".
-FULL_CATEGORIES: dict[str, list[str]] = {
-    "digits": data.task_categories("digits"),
-    "digits-c": data.task_categories("digits-c"),
-    "textures": data.task_categories("textures"),
-    "photos": data.task_categories("photos")[:3],
-    "photos-64": data.task_categories("photos-64")[:1],
-}
+# The --full grid: every offline dataset, with the categories its record names (data.registry: all ten
+# digits, digits-c pooled and per corruption, the three textures, three photos, photos-64's astronaut).
+FULL_CATEGORIES: dict[str, list[str]] = {name: data.grid_categories(name) for name in data.offline_tasks()}
 
 
 @dataclass(frozen=True)
