@@ -30,10 +30,11 @@ def flatten_pixels(images: torch.Tensor) -> np.ndarray:
 class PixelBaseline(Detector):
     """A pyod detector on standardized pixels; the scaler is fitted on the normal images only."""
 
-    def __init__(self, name: BaselineName = "iforest", seed: int = 0, contamination: float = 0.1):
+    def __init__(self, name: BaselineName = "iforest", seed: int = 0, contamination: float = 0.1,
+                 threshold_split: float = 0.2):
         if name not in ALL_BASELINES:
             raise ValueError(f"Unknown baseline {name!r}; valid baselines: {', '.join(ALL_BASELINES)}.")
-        self.name, self.seed, self.contamination = name, seed, contamination
+        self.name, self.seed, self.contamination, self.threshold_split = name, seed, contamination, threshold_split
 
     def _make(self, n_features: int):
         # Imported here so that `import course_lib` stays fast. pyod's defaults, except where noted.
@@ -76,6 +77,8 @@ class PixelBaseline(Detector):
         return self.model_.decision_function(x)
 
 
-def make_baseline(name: BaselineName, seed: int = 0, contamination: float = 0.1) -> PixelBaseline:
-    """``make_baseline("copod")`` -> an unfitted detector."""
-    return PixelBaseline(name, seed=seed, contamination=contamination)
+def make_baseline(name: BaselineName, seed: int = 0, contamination: float = 0.1,
+                  threshold_split: float = 0.2) -> PixelBaseline:
+    """``make_baseline("copod")`` -> an unfitted detector (see :class:`course_lib.detector.Detector` for
+    `contamination` and `threshold_split`)."""
+    return PixelBaseline(name, seed=seed, contamination=contamination, threshold_split=threshold_split)

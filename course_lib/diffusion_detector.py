@@ -47,7 +47,8 @@ class DiffusionDetector(Detector):
     them as ``profile_``, ``settings_`` and ``preset_``: a fitted detector scores the same way after
     ``COURSE_PROFILE`` changes, after ``pickle``, and after :meth:`save` and :meth:`load`.
     ``decision_scores_`` holds the scores of the first ``CALIBRATION_IMAGES`` training images (all of
-    them in the smoke and cpu profiles), which also set ``threshold_`` and the calibration.
+    them in the smoke and cpu profiles), which also set the calibration; ``threshold_`` comes from held-out
+    normals (``threshold_split``, `X_threshold`; :class:`course_lib.detector.Detector`).
     """
 
     # normal images whose maps calibrate the detector and give decision_scores_ and threshold_: every
@@ -59,10 +60,10 @@ class DiffusionDetector(Detector):
     def __init__(self, score_config: ScoreConfig | ScoreName = "noise", *, extent: str = "global",
                  preset: str | None = None, prof: config.Profile | None = None, seed: int = 0,
                  schedule: str = "linear", device: torch.device | str | None = None, progress: bool = True,
-                 contamination: float = 0.1):
+                 contamination: float = 0.1, threshold_split: float = 0.2):
         self.score_config, self.extent, self.preset, self.prof = score_config, extent, preset, prof
         self.seed, self.schedule, self.device, self.progress = seed, schedule, device, progress
-        self.contamination = contamination
+        self.contamination, self.threshold_split = contamination, threshold_split
         sc, T = self.settings, self.profile.timesteps          # check the settings now, not after training
         bad = [t for t in sc.t_stars if not 1 <= t <= T]
         if bad:
@@ -204,7 +205,8 @@ class DiffusionDetector(Detector):
             torch.save(tensors, tmp)
         settings = {"format": self.SAVE_FORMAT, "name": self.name,
                     "params": {"extent": self.extent, "preset": self.preset_, "seed": self.seed,
-                               "schedule": self.schedule, "contamination": self.contamination},
+                               "schedule": self.schedule, "contamination": self.contamination,
+                               "threshold_split": self.threshold_split},
                     "profile": dataclasses.asdict(self.profile_), "score_config": dataclasses.asdict(self.settings_),
                     "image_shape": list(self.image_shape_), "threshold": self.threshold_,
                     "train_info": {k: self.train_info_[k] for k in ("steps", "seconds") if k in self.train_info_}}
@@ -237,7 +239,8 @@ class DiffusionDetector(Detector):
         params = saved["params"]
         det = cls(ScoreConfig(**saved["score_config"]), extent=params["extent"], preset=params["preset"],
                   prof=prof, seed=params["seed"], schedule=params["schedule"], device=device,
-                  progress=progress, contamination=params["contamination"])
+                  progress=progress, contamination=params["contamination"],
+                  threshold_split=params["threshold_split"])
         c, h, _ = saved["image_shape"]
         model = build_denoiser(denoiser_config(params["preset"], in_channels=c, image_size=h))
         model.load_state_dict(tensors["model"])

@@ -36,7 +36,7 @@ def test_ablations_write_one_row_per_variant(tmp_path, monkeypatch, one_thread):
     prof = config.profile("smoke")
     val = data.load_task("textures", "grass", seed=0, profile=prof, split="validation")
     det = DiffusionDetector(ScoreConfig.for_task(prof, "noise", val.extent), prof=prof, seed=0,
-                            progress=False).fit(val.train)
+                            progress=False, threshold_split=0).fit(val.train)
     assert rows[0]["auroc"] == pytest.approx(metrics.auroc(val.labels, det.decision_function(val.test)), abs=1e-12)
     assert not (tmp_path / "ablations-textures.md").exists()
 
@@ -52,7 +52,8 @@ class _SpyDetector:
     """Stands in for DiffusionDetector: records what run_variant hands it, scores by brightness."""
     seen: list = []
 
-    def __init__(self, sc, *, prof, seed, progress, schedule="linear", preset=None):
+    def __init__(self, sc, *, prof, seed, progress, schedule="linear", preset=None, threshold_split=0.2):
+        assert threshold_split == 0                      # an ablation trains on every image
         self.sc, self.prof, self.schedule, self.preset = sc, prof, schedule, preset
         self.nfe_per_image, self.train_info_ = 1, {"seconds": 0.0, "steps": prof.train_steps}
 
@@ -131,7 +132,8 @@ def test_level_sweep_scores_each_timestep_alone(tmp_path, monkeypatch, one_threa
     prof = config.profile("smoke")
     task = data.load_task("textures", "grass", seed=0, profile=prof, split="validation")
     sc = dataclasses.replace(ScoreConfig.for_task(prof, "noise", task.extent), t_stars=(10,))
-    alone = DiffusionDetector(sc, prof=prof, seed=0, progress=False).fit(task.train).decision_function(task.test)
+    alone = DiffusionDetector(sc, prof=prof, seed=0, progress=False, threshold_split=0).fit(task.train)
+    alone = alone.decision_function(task.test)
     assert rows[0]["auroc"] == pytest.approx(metrics.auroc(task.labels, alone), abs=1e-12)
     with pytest.raises(SystemExit):
         ablations.main(["--profile", "smoke", "--levels", "0", "--out", str(tmp_path)])

@@ -21,21 +21,79 @@ def _gaussian_images(n: int, seed: int, shift: float = 0.0) -> torch.Tensor:
 # ----- the contract, on the baselines (cheap) -------------------------------------------------------
 @pytest.mark.parametrize("name", ["iforest", "ocsvm"])
 def test_threshold_flags_about_the_contamination_of_held_out_normals(name):
-    det = make_baseline(name, contamination=0.1).fit(_gaussian_images(1500, 0))
+    images = _gaussian_images(1500, 0)
+    det = make_baseline(name, contamination=0.1).fit(images)          # 20 % of the images set the threshold
+    assert len(det.decision_scores_) == 1200
+    order = torch.randperm(1500, generator=torch.Generator().manual_seed(0))
+    held = images[order[:300]]                                          # the share fit set aside
+    assert det.threshold_ == pytest.approx(np.percentile(det.decision_function(held), 90))
+    new_normals = det.predict(_gaussian_images(1500, 1))
+    assert set(np.unique(new_normals)) <= {0, 1}
+    assert 0.06 <= new_normals.mean() <= 0.14, new_normals.mean()
+    assert det.predict(_gaussian_images(200, 2, shift=0.6)).mean() > 0.9    # shifted images are flagged
+
+
+@pytest.mark.parametrize("name", ["iforest", "ocsvm"])
+def test_the_in_sample_rule_is_pyods(name):
+    det = make_baseline(name, contamination=0.1, threshold_split=0).fit(_gaussian_images(1500, 0))
+    assert len(det.decision_scores_) == 1500
     assert det.threshold_ == pytest.approx(np.percentile(det.decision_scores_, 90))
     assert det.labels_.mean() == pytest.approx(0.1, abs=0.01)             # by construction on the training set
-    held_out = det.predict(_gaussian_images(1500, 1))                       # new normal images
-    assert set(np.unique(held_out)) <= {0, 1}
-    assert 0.06 <= held_out.mean() <= 0.14, held_out.mean()
-    assert det.predict(_gaussian_images(200, 2, shift=0.6)).mean() > 0.9    # shifted images are flagged
+
+
+def _uniform(n: int, seed: int) -> torch.Tensor:
+    return torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_an_iforest_on_noise_flags_its_contamination_of_new_normals_only_with_a_held_out_threshold():
+    held_out = make_baseline("iforest", contamination=0.1).fit(_uniform(500, 0))
+    in_sample = make_baseline("iforest", contamination=0.1, threshold_split=0).fit(_uniform(500, 0))
+    new = _uniform(2000, 1)                                             # normals disjoint from either threshold's
+    assert abs(held_out.predict(new).mean() - 0.1) <= 0.05
+    assert in_sample.predict(new).mean() > 0.15                          # the trees isolate unseen points sooner
+
+
+def test_a_diffusion_detector_flags_its_contamination_of_new_normal_digits(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path))
+    prof = config.profile("smoke", n_train=600, n_test=1000)
+    task = data.load_task("digits", "0", protocol="leave-one-class-out", profile=prof)   # normal: the 9 others
+    normals = task.test[task.labels == 0]
+    det = DiffusionDetector("noise", extent=task.extent, prof=prof, progress=False, device="cpu").fit(task.train)
+    assert det.train_info_["steps"] == prof.train_steps and len(det.decision_scores_) == 480
+    assert abs(det.predict(normals).mean() - det.contamination) <= 0.05
+
+
+def test_normals_passed_to_fit_set_the_threshold_and_every_image_trains():
+    train, normals = _gaussian_images(300, 0), _gaussian_images(200, 1)
+    det = make_baseline("knn", contamination=0.05).fit(train, X_threshold=normals)
+    assert len(det.decision_scores_) == 300
+    assert det.threshold_ == pytest.approx(np.percentile(det.decision_function(normals), 95))
+    with pytest.raises(ValueError, match=r"X_threshold must hold at least 2 images of the training images' shape"):
+        make_baseline("knn").fit(train, X_threshold=_gaussian_images(5, 0)[:, :, :2])
+    with pytest.raises(ValueError, match=r"10 normal images are too few to set aside threshold_split=0.1"):
+        make_baseline("knn", threshold_split=0.1).fit(train[:10])
+    with pytest.raises(ValueError, match=r"threshold_split=1.0 must be in \[0, 1\)"):
+        make_baseline("knn", threshold_split=1.0).fit(train)
+
+
+@pytest.mark.parametrize("method", ["linear", "unify"])
+def test_predict_proba_is_pyods(method):
+    train, images = _gaussian_images(200, 0), _gaussian_images(60, 1, shift=0.2)
+    det = make_baseline("iforest", threshold_split=0).fit(train)        # the same training set as pyod's own
+    ours = det.predict_proba(images, method=method)
+    theirs = det.model_.predict_proba(det.scaler_.transform(images.flatten(1).double().numpy()), method=method)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+    assert ours.shape == (60, 2) and np.allclose(ours.sum(1), 1)
+    with pytest.raises(ValueError, match="'linear' or 'unify'"):
+        det.predict_proba(images, method="softmax")
 
 
 class _FixedScores(course_lib.Detector):
     """Scores an image by its first pixel: a detector whose scores the test chooses."""
     name = "fixed"
 
-    def __init__(self, contamination: float = 0.1):
-        self.contamination = contamination
+    def __init__(self, contamination: float = 0.1, threshold_split: float = 0.0):
+        self.contamination, self.threshold_split = contamination, threshold_split
 
     def _fit(self, images):
         pass
@@ -58,16 +116,17 @@ def test_a_baseline_keeps_pyods_own_training_scores():
     nearest *other* image (pyod leaves the point itself out), not decision_function on the same images,
     where the image is its own nearest neighbour at distance 0."""
     train = _gaussian_images(60, 0)
-    det = make_baseline("knn").fit(train)
+    det = make_baseline("knn", threshold_split=0).fit(train)
     np.testing.assert_array_equal(det.decision_scores_, det.model_.decision_scores_)
     assert (det.decision_function(train) < det.decision_scores_).all()
 
 
 @pytest.mark.parametrize("name", BASELINES)
 def test_clone_gives_an_unfitted_copy_with_the_same_parameters(name):
-    det = make_baseline(name, seed=3, contamination=0.05).fit(_gaussian_images(50, 0))
+    det = make_baseline(name, seed=3, contamination=0.05, threshold_split=0).fit(_gaussian_images(50, 0))
     copy = clone(det)
-    assert copy.get_params() == det.get_params() == {"name": name, "seed": 3, "contamination": 0.05}
+    assert copy.get_params() == det.get_params() == {"name": name, "seed": 3, "contamination": 0.05,
+                                                     "threshold_split": 0}
     assert not hasattr(copy, "threshold_")
     copy.set_params(contamination=0.2)
     assert copy.fit(_gaussian_images(50, 0)).labels_.mean() == pytest.approx(0.2, abs=0.03)
@@ -157,8 +216,8 @@ def test_factory_builds_the_unet_and_refuses_unknown_presets():
         make_denoiser("unet-huge", in_channels=1, image_size=16)
 
 
-# ----- the refactor changed nothing about the U-Net ------------------------------------------------------
-# Measured before the denoiser factory and the detector contract existed (commit 626db21), on this code path.
+# ----- golden values of the U-Net and of its scores --------------------------------------------------------
+# A change that moves them changes the committed results too (the benchmark's models and cells).
 UNET_OUTPUTS = {"unet-tiny": (1, 16, 28.4407687150524, 124.26986377238063),
                 "unet-small": (3, 32, 194.33479470147677, 1582.982266912229)}
 # The scores are the benchmark's (bench.run_cell seeds everything with the cell's seed before it fits).
@@ -188,7 +247,7 @@ def test_unet_detector_scores_are_unchanged(score, tmp_path, monkeypatch, one_th
     task = data.load_task("digits", 0, seed=0, profile=prof)
     torch.manual_seed(123)          # the model's initial weights come from the detector's seed, not from here
     det = DiffusionDetector(ScoreConfig.for_task(prof, score, task.extent), prof=prof, device="cpu",
-                            progress=False).fit(task.train)
+                            progress=False, threshold_split=0).fit(task.train)   # as the benchmark's cells
     auroc, first = UNET_SCORES[score]
     s = det.decision_function(task.test)
     assert metrics.auroc(task.labels, s) == pytest.approx(auroc, abs=1e-9)
@@ -233,8 +292,7 @@ def test_a_short_dit_run_detects_what_a_random_output_layer_cannot(dit_detector,
 
 def test_diffusion_detector_threshold_clone_and_numpy_input(dit_detector, one_thread):
     prof, task, det = dit_detector
-    assert len(det.decision_scores_) == len(task.train)
-    assert det.threshold_ == pytest.approx(np.percentile(det.decision_scores_, 90))
+    assert len(det.decision_scores_) == len(task.train) - round(0.2 * len(task.train))   # a fifth set aside
     held_out = task.test[task.labels == 0]                          # normal digits it never trained on
     assert 0.03 <= det.predict(held_out).mean() <= 0.25             # about the contamination, 0.1
     np.testing.assert_allclose(det.decision_function(held_out[:8].numpy()), det.decision_function(held_out[:8]))

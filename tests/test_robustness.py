@@ -119,7 +119,7 @@ def test_pgd_reaches_the_corner_of_the_ball_for_a_linear_score_and_stays_inside(
 
 def test_knn_score_fn_is_the_knn_baselines_score():
     task = data.load_task("digits", "3", profile=config.profile("smoke"))
-    det = make_baseline("knn").fit(task.train)
+    det = make_baseline("knn", threshold_split=0).fit(task.train)   # task.train: its reference images
     fn = robustness.knn_score_fn(det, task.train)
     assert np.allclose(fn(task.test).numpy(), det.decision_function(task.test), rtol=1e-6, atol=1e-9)
     with pytest.raises(ValueError, match="knn"):

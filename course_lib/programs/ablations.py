@@ -130,7 +130,9 @@ def run_variant(variant: Variant, category: str, seed: int, prof: config.Profile
     sc = dataclasses.replace(base, **{**scaled, **variant.score})
     preset = vprof.dit_preset if variant.denoiser == "dit" else \
         vprof.unet_preset + (f"-w{variant.width}" if variant.width > 1 else "")
-    det = DiffusionDetector(sc, prof=vprof, seed=seed, progress=False, schedule=variant.schedule, preset=preset)
+    # an AUROC needs no threshold: every training image trains (threshold_split=0), as in the benchmark
+    det = DiffusionDetector(sc, prof=vprof, seed=seed, progress=False, schedule=variant.schedule, preset=preset,
+                            threshold_split=0)
     # calibration uses the first images given to fit: with flips=True those are the unflipped crops
     det.fit(mirrored(task.train) if variant.flips else task.train)
     scores = det.decision_function(task.test)
@@ -168,7 +170,7 @@ def level_sweep(category: str, seed: int, prof: config.Profile, levels: tuple[in
     task = data.load_task("textures", category, seed=seed, profile=prof, split=split)
     sc = dataclasses.replace(ScoreConfig.for_task(prof, "noise", task.extent), t_stars=tuple(levels),
                              calibrate=True)
-    det = DiffusionDetector(sc, prof=prof, seed=seed, progress=False).fit(task.train)
+    det = DiffusionDetector(sc, prof=prof, seed=seed, progress=False, threshold_split=0).fit(task.train)
     z_levels = standardize_maps(det.level_maps(task.test), det.calibration_)      # (L, N, 1, H, W)
     rows = []
     for t, z in zip(levels, z_levels):

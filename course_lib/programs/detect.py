@@ -25,13 +25,11 @@ import csv
 import io
 from pathlib import Path
 
-import torch
 
 from course_lib import config, metrics
 from course_lib.atomic import atomic_write, write_text_atomic
 from course_lib.data.own_images import read_test_images, read_training_images
 from course_lib.diffusion_detector import DiffusionDetector
-from course_lib.programs.robustness import clean_threshold
 from course_lib.scoring import SCORES
 
 
@@ -96,17 +94,17 @@ def main(argv: list[str] | None = None) -> dict:
     if n_held < 2 or len(train) - n_held < 2:
         ap.exit(2, f"{ap.prog}: error: {len(train)} normal images are too few to hold out {args.holdout:.0%} of them "
                    "for the threshold (at least 2 on each side); add normal images or change --holdout.\n")
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
-    held, train = train[order[:n_held]], train[order[n_held:]]
     config.seed_everything(0)
-    print(f"{len(train)} normal training images (+{n_held} held out for the threshold), {len(scored.paths)} to "
-          f"score, {args.size}px x {args.channels}; profile {prof.name}, {prof.train_steps} training steps")
+    print(f"{len(train) - n_held} normal training images (+{n_held} held out for the threshold), {len(scored.paths)} "
+          f"to score, {args.size}px x {args.channels}; profile {prof.name}, {prof.train_steps} training steps")
+    # the detector sets the share --holdout of the normal images aside and puts threshold_ above all but
+    # --contamination of their scores (course_lib.detector.Detector)
     det = DiffusionDetector(args.score, extent=args.extent, preset=prof.dit_preset if args.denoiser == "dit" else None,
-                            prof=prof).fit(train)
+                            prof=prof, contamination=args.contamination, threshold_split=args.holdout).fit(train)
     print(f"model: {det.train_info_['path']} ({'found in the cache' if det.train_info_['loaded'] else 'trained'})")
-    threshold = clean_threshold(det.decision_function(held), 100 * (1 - args.contamination))
+    threshold = det.threshold_
     scores = det.decision_function(scored.images)
-    flagged = (scores > threshold).astype(int)
+    flagged = (scores > threshold).astype(int)             # det.predict, without scoring twice
     args.out.mkdir(parents=True, exist_ok=True)
     names = ["__".join(p.relative_to(test_dir).with_suffix("").parts) for p in scored.paths]
     rows = [["path", "score", "anomaly"] + (["label"] if scored.labels is not None else [])]

@@ -225,10 +225,11 @@ def fit_on_validation(task_name: str, category: str, methods: Sequence[str], pro
         det = METHODS[m].make(prof, seed, test.extent)
         if isinstance(det, DiffusionDetector):
             det.progress = False
+        det.set_params(contamination=(100 - q) / 100)        # threshold_: the q-th percentile of `normals`
         t0 = time.perf_counter()
-        det.fit(val.train)
+        det.fit(val.train, X_threshold=normals)
         seconds[m] = float(det.train_info_["seconds"]) if isinstance(det, DiffusionDetector) else time.perf_counter() - t0
-        detectors[m], thresholds[m] = det, clean_threshold(det.decision_function(normals), q)
+        detectors[m], thresholds[m] = det, det.threshold_
     return Study(test, val, detectors, thresholds, seconds, seed)
 
 

@@ -45,12 +45,14 @@ def _diffusion_method(denoiser: str, score: str) -> Factory:
     def make(prof: config.Profile, seed: int, extent: str) -> Detector:
         preset = prof.unet_preset if denoiser == "unet" else prof.dit_preset
         return DiffusionDetector(ScoreConfig.for_task(prof, score, extent), preset=preset, prof=prof, seed=seed,
-                                 progress=True)   # the training bar shows life inside a long cell
+                                 progress=True,   # the training bar shows life inside a long cell
+                                 threshold_split=0)   # AUROC needs no threshold: every image trains
     return make
 
 
 for _name in ALL_BASELINES:
-    register_method(_name, lambda prof, seed, extent, _n=_name: make_baseline(_n, seed=seed), PixelBaseline)
+    register_method(_name, lambda prof, seed, extent, _n=_name: make_baseline(_n, seed=seed, threshold_split=0),
+                    PixelBaseline)
 for _denoiser, _label in DENOISER_LABELS.items():
     register_method(f"{_label}/recon", _diffusion_method(_denoiser, "reconstruction"), DiffusionDetector)
     register_method(f"{_label}/noise", _diffusion_method(_denoiser, "noise"), DiffusionDetector)
