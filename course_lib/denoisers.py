@@ -19,6 +19,8 @@ def fit_denoiser(images: torch.Tensor, prof: config.Profile | None = None, *, se
     """Train (or load, if an earlier notebook or run already did) a denoiser on normal images.
 
     `preset` names the network (``"unet-small"``, ``"dit-ti4-d6"``, ...; default: the profile's U-Net).
+    `diffusion` (default: the profile's T, linear, eps) is what the network learns to invert and to predict:
+    its ``prediction`` (eps, x0 or v) is the training target and goes into the checkpoint's name.
     The checkpoint name carries the preset and hashes the images and every setting, so notebook 04's
     model is the one that notebook 05 and the benchmark find again. Returns (EMA model in eval mode, info).
     """
@@ -29,10 +31,13 @@ def fit_denoiser(images: torch.Tensor, prof: config.Profile | None = None, *, se
     c, h, _ = images.shape[1:]
     net_cfg = denoiser_config(preset, in_channels=c, image_size=h)
     tc = TrainConfig.from_profile(prof, seed=seed)
-    # the name hashes what changes the weights; how often an interrupted run can resume does not
-    key = repr((net_cfg, dataclasses.replace(tc, checkpoint_every=0), diffusion.T, diffusion.schedule)).encode()
+    # the name hashes what changes the weights (how often an interrupted run can resume does not), and
+    # says what the network predicts unless it is eps (the names of eps models predate the choice)
+    what = (net_cfg, dataclasses.replace(tc, checkpoint_every=0), diffusion.T, diffusion.schedule)
+    predicts = "" if diffusion.prediction == "eps" else f"-{diffusion.prediction}"
+    key = repr(what if not predicts else what + (diffusion.prediction,)).encode()
     digest = hashlib.sha1(images.detach().cpu().numpy().tobytes() + key).hexdigest()[:12]
-    _, ema, info = train_or_load(f"{preset}-{prof.name}-{c}x{h}-{digest}", lambda: _seeded(net_cfg, seed),
+    _, ema, info = train_or_load(f"{preset}-{prof.name}-{c}x{h}-{digest}{predicts}", lambda: _seeded(net_cfg, seed),
                                  diffusion, images, tc, device=device, progress=progress)
     return ema.eval().to(device), info
 

@@ -243,6 +243,14 @@ class Diffusion:
         a, s = extract(self.sqrt_alphas_cumprod, t, x_t.shape), extract(self.sqrt_one_minus_alphas_cumprod, t, x_t.shape)
         return a * x_t - s * out, s * x_t + a * out  # v: Salimans & Ho 2022, sec. 4 and appendix D
 
+    def eps_from_output(self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """hat eps, the noise the network's output implies: the output itself for eps-prediction, else from
+        hat x_0 (x0) or v (eps = sqrt(1 - abar) x_t + sqrt(abar) v). The noise score compares it with eps."""
+        if self.prediction == "eps":
+            self._check_like("model output", model_output, x_t, "x_t")
+            return model_output
+        return self.split_output(model_output, x_t, t)[1]
+
     def target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """What the network should output for (x_0, eps) at t: eps, x_0 or v = sqrt(abar) eps - sqrt(1-abar) x_0."""
         if self.prediction == "eps":

@@ -25,7 +25,7 @@ from .anomaly_maps import (MapCalibration, calibrate_maps, image_score_from_map,
 from .data.task import as_images
 from .denoisers import fit_denoiser
 from .detector import Detector
-from .diffusion import Diffusion
+from .diffusion import PREDICTIONS, Diffusion
 from .nets import build_denoiser, denoiser_config, denoiser_family
 from .scoring import ScoreConfig, ScoreName, noise_prediction_error, reconstruction_error
 
@@ -41,7 +41,9 @@ class DiffusionDetector(Detector):
     the error maps of the normal training images, and each level's map is standardized against them
     (:func:`calibrate_maps`) before the levels are averaged. Trained models are kept in the checkpoint
     directory under a name that carries the preset and hashes the training images and the configuration,
-    so detectors that differ only in how they score share one model.
+    so detectors that differ only in how they score share one model. `prediction` is what the network
+    learns to output (``"eps"``, ``"x0"`` or ``"v"``, :data:`course_lib.diffusion.Prediction`); the
+    scores read the noise it implies, and the checkpoint's name says which (an eps model's name does not).
 
     ``fit`` resolves every setting it depends on (the profile, the score's settings, the preset) and keeps
     them as ``profile_``, ``settings_`` and ``preset_``: a fitted detector scores the same way after
@@ -59,11 +61,15 @@ class DiffusionDetector(Detector):
 
     def __init__(self, score_config: ScoreConfig | ScoreName = "noise", *, extent: str = "global",
                  preset: str | None = None, prof: config.Profile | None = None, seed: int = 0,
-                 schedule: str = "linear", device: torch.device | str | None = None, progress: bool = True,
-                 contamination: float = 0.1, threshold_split: float = 0.2):
+                 schedule: str = "linear", prediction: str = "eps", device: torch.device | str | None = None,
+                 progress: bool = True, contamination: float = 0.1, threshold_split: float = 0.2):
         self.score_config, self.extent, self.preset, self.prof = score_config, extent, preset, prof
-        self.seed, self.schedule, self.device, self.progress = seed, schedule, device, progress
+        self.seed, self.schedule, self.prediction = seed, schedule, prediction
+        self.device, self.progress = device, progress
         self.contamination, self.threshold_split = contamination, threshold_split
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"{self.name}: prediction={prediction!r} must be one of {', '.join(PREDICTIONS)} "
+                             "(what the network learns to output: the noise, the clean image, or v).")
         sc, T = self.settings, self.profile.timesteps          # check the settings now, not after training
         bad = [t for t in sc.t_stars if not 1 <= t <= T]
         if bad:
@@ -103,7 +109,7 @@ class DiffusionDetector(Detector):
         self.profile_ = self.profile
         self.settings_, self.preset_ = self.settings, self.denoiser_preset
         self.device_ = torch.device(self.device) if self.device is not None else config.get_device()
-        self.diffusion_ = Diffusion(self.profile.timesteps, self.schedule)
+        self.diffusion_ = Diffusion(self.profile.timesteps, self.schedule, prediction=self.prediction)
         self.model_, self.train_info_ = fit_denoiser(images, self.profile_, seed=self.seed,
                                                      preset=self.denoiser_preset, diffusion=self.diffusion_,
                                                      device=self.device_, progress=self.progress)
@@ -205,7 +211,7 @@ class DiffusionDetector(Detector):
             torch.save(tensors, tmp)
         settings = {"format": self.SAVE_FORMAT, "name": self.name,
                     "params": {"extent": self.extent, "preset": self.preset_, "seed": self.seed,
-                               "schedule": self.schedule, "contamination": self.contamination,
+                               "schedule": self.schedule, "prediction": self.prediction, "contamination": self.contamination,
                                "threshold_split": self.threshold_split},
                     "profile": dataclasses.asdict(self.profile_), "score_config": dataclasses.asdict(self.settings_),
                     "image_shape": list(self.image_shape_), "threshold": self.threshold_,
@@ -238,7 +244,8 @@ class DiffusionDetector(Detector):
         prof = config.Profile(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["profile"].items()})
         params = saved["params"]
         det = cls(ScoreConfig(**saved["score_config"]), extent=params["extent"], preset=params["preset"],
-                  prof=prof, seed=params["seed"], schedule=params["schedule"], device=device,
+                  prof=prof, seed=params["seed"], schedule=params["schedule"], prediction=params["prediction"],
+                  device=device,
                   progress=progress, contamination=params["contamination"],
                   threshold_split=params["threshold_split"])
         c, h, _ = saved["image_shape"]
@@ -246,7 +253,7 @@ class DiffusionDetector(Detector):
         model.load_state_dict(tensors["model"])
         det.profile_, det.settings_, det.preset_ = prof, det.score_config, params["preset"]
         det.device_ = torch.device(device) if device is not None else config.get_device()
-        det.diffusion_ = Diffusion(prof.timesteps, params["schedule"])
+        det.diffusion_ = Diffusion(prof.timesteps, params["schedule"], prediction=params["prediction"])
         det.model_ = model.requires_grad_(False).eval().to(det.device_)
         det.calibration_ = (MapCalibration(tensors["calibration_mean"], tensors["calibration_std"])
                             if "calibration_mean" in tensors else None)

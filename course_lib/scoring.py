@@ -78,7 +78,8 @@ def reconstruction_error(diffusion: Diffusion, model, x0: torch.Tensor, t_stars=
 def noise_prediction_error(diffusion: Diffusion, model, x0: torch.Tensor, timesteps=(50, 250), *,
                            n_noise: int = 1, seed: int = 0, antithetic: bool = False,
                            coarse_sigma: float = 0.0) -> ScoreResult:
-    """Mean over t and noise draws of the squared residual r(eps) = eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1-abar_t) eps, t).
+    """Mean over t and noise draws of the squared residual r(eps) = eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1-abar_t) eps, t),
+    where eps_theta is the noise the network's output implies (``diffusion.prediction``: eps, x0 or v).
 
     Timesteps are 1-indexed in [1, T] like t*. Each draw uses one noise pattern, from `seed`, shared by
     every image of the batch, so an image's score depends on the image alone (not on its batch).
@@ -107,14 +108,19 @@ def noise_prediction_error(diffusion: Diffusion, model, x0: torch.Tensor, timest
         level = 0.0
         for _ in range(n_noise):
             eps = torch.randn((1, *x0.shape[1:]), generator=gen, device=x0.device).expand_as(x0)
-            r = eps - model(diffusion.q_sample(x0, t, eps), t).float()
+            r = eps - _eps_hat(diffusion, model, diffusion.q_sample(x0, t, eps), t)
             if antithetic:
-                r = (r - eps - model(diffusion.q_sample(x0, t, -eps), t).float()) / 2   # (r(eps) + r(-eps)) / 2
+                r = (r - eps - _eps_hat(diffusion, model, diffusion.q_sample(x0, t, -eps), t)) / 2   # (r(eps) + r(-eps)) / 2
                 if coarse:
                     r = smooth_maps(r.flatten(0, 1)[:, None], coarse_sigma).view_as(r)
             level = level + r.pow(2).mean(1, keepdim=True)   # out of place: gradients may flow (an attack)
         levels.append(level)
     return _result(torch.stack(levels) / n_noise, len(timesteps) * n_noise * (2 if antithetic else 1))
+
+
+def _eps_hat(diffusion: Diffusion, model, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The noise that the network's output at (x_t, t) implies, whatever it predicts (eps, x0 or v)."""
+    return diffusion.eps_from_output(model(x_t, t).float(), x_t, t)
 
 
 def _result(level_maps: torch.Tensor, nfe: int) -> ScoreResult:

@@ -304,8 +304,8 @@ def test_calibrated_detector_standardizes_against_its_training_images(trained, t
     monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path))
     prof = config.profile("smoke", train_steps=20)
     sc = ScoreConfig(score="noise", t_stars=(50, 250), n_noise=1, sigma=1.0, reduce="max", calibrate=True)
-    det = DiffusionDetector(sc, prof=prof, device="cpu", progress=False).fit(task.train)
-    n = min(len(task.train), det.CALIBRATION_IMAGES)
+    det = DiffusionDetector(sc, prof=prof, device="cpu", progress=False, threshold_split=0).fit(task.train)
+    n = min(len(task.train), det.CALIBRATION_IMAGES)            # every training image calibrates
     assert det.calibration_.mean.shape == (2, 1, 1, 16, 16)
     z = det.anomaly_maps(task.train[:n])            # the calibration images themselves: z averages to 0
     torch.testing.assert_close(z.mean(0), torch.zeros(1, 16, 16), atol=1e-4, rtol=0)
@@ -324,7 +324,8 @@ def test_detector_refuses_bad_input(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="use score='noise'"):
         DiffusionDetector(ScoreConfig(score="reconstruction", antithetic=True), prof=config.profile("smoke"))
     monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path))
-    det = DiffusionDetector(ScoreConfig(), prof=config.profile("smoke", train_steps=2), device="cpu", progress=False)
+    det = DiffusionDetector(ScoreConfig(), prof=config.profile("smoke", train_steps=2), device="cpu", progress=False,
+                            threshold_split=0)
     det.fit(torch.zeros(4, 1, 16, 16))
     with pytest.raises(ValueError, match="fitted on images of shape"):
         det.decision_function(torch.zeros(2, 3, 16, 16))
