@@ -152,99 +152,143 @@ def train(model: nn.Module, diffusion, images: torch.Tensor, config: TrainConfig
     every ``log_every`` steps only, where a non-finite loss stops the run.
     """
     images = check_images(images, "train: images")
-    device = torch.device(device) if device is not None else get_device()
-    if distributed.is_distributed() and device.type == "cuda":
-        device = torch.device("cuda", torch.cuda.current_device())   # this process's GPU (init_from_env)
-    on_cuda = device.type == "cuda"
-    rows = distributed.shard(config.batch_size)                  # this process's slice of the global batch
+    device = _this_process_device(device)
     extra = {"data": data_fingerprint(images), "diffusion": diffusion_key(diffusion)}
     model.to(device).train()
-    if on_cuda:
+    if device.type == "cuda":
         model.to(memory_format=torch.channels_last)   # faster convolutions with tensor cores
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    data_gen = torch.Generator().manual_seed(config.seed)                        # which images
-    noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)     # t and eps
-    start, losses, seconds, ckpt = 0, [], 0.0, None
-    if resume is not None:
-        ckpt = load_checkpoint(resume)
-        check_compatible(ckpt, model, resume)
-        diffs = training_differences(ckpt["train_config"], config)
-        if ckpt["extra"] != extra:
-            diffs.append("the training images or the diffusion schedule differ")
-        if diffs:
-            raise ValueError(f"Cannot resume from {resume}: the run differs ({'; '.join(diffs)}). Only "
-                             f"{', '.join(COSMETIC_FIELDS)} may change when resuming.")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start, losses, seconds = ckpt["step"], ckpt["losses"].tolist(), ckpt["seconds"]
+    ckpt = _resume(resume, model, optimizer, config, extra) if resume is not None else None
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     if ckpt is not None:
         ema.load_state_dict(ckpt["ema"])
+    forward = _wrapped(model, config, device)
+    batches = _Batches(images, diffusion, config, device)
+    log = _LossLog(config, ckpt["losses"].tolist() if ckpt is not None else [])
+    start, seconds = (ckpt["step"], ckpt["seconds"]) if ckpt is not None else (0, 0.0)
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed + 2 + distributed.rank())                 # dropout, per process
+        if ckpt is not None:
+            _set_rng_state(ckpt["rng"], batches.data_gen, batches.noise_gen, device)
+        bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="train",
+                   disable=not progress or not distributed.is_main(), leave=False)
+        t0 = time.perf_counter()
+        for step in bar:                                  # Algorithm 1; this update makes `step + 1` steps done
+            x0, t, noise = batches.draw()                 # x_0 ~ the data, t ~ U{0, ..., T-1}, eps ~ N(0, I)
+            loss = _gradient_step(forward, model, optimizer, diffusion, (x0, t, noise), lr_at(step, config),
+                                  config, device)        # on || eps - eps_theta(x_t, t) ||^2 (or x0 / v)
+            ema_update(ema, model, min(config.ema_decay, (1 + step) / (10 + step)))
+            done = step + 1
+            save = bool(config.checkpoint_path) and ((config.checkpoint_every and done % config.checkpoint_every == 0)
+                                                     or done == config.steps)
+            if log.add(loss, done, read=save):
+                bar.set_postfix(loss=f"{log.recent_mean():.4f}")
+            if save and distributed.is_main():
+                save_checkpoint(config.checkpoint_path, model, ema, optimizer, done,
+                                train_config=dataclasses.asdict(config),
+                                rng=_rng_state(batches.data_gen, batches.noise_gen, device), losses=log.losses,
+                                seconds=seconds + time.perf_counter() - t0, extra=extra)
+        bar.close()
+        seconds += time.perf_counter() - t0
+    distributed.barrier()                # the other processes wait for rank 0's last checkpoint
+    return TrainResult(losses=log.losses, seconds=seconds, ema=ema, steps=max(start, len(log.losses)))
+
+
+def _this_process_device(device: str | torch.device | None) -> torch.device:
+    device = torch.device(device) if device is not None else get_device()
+    if distributed.is_distributed() and device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())   # this process's GPU (init_from_env)
+    return device
+
+
+def _resume(path, model: nn.Module, optimizer, config: TrainConfig, extra: dict) -> dict:
+    """The checkpoint of an interrupted run of this very run, loaded into `model` and `optimizer`."""
+    ckpt = load_checkpoint(path)
+    check_compatible(ckpt, model, path)
+    diffs = training_differences(ckpt["train_config"], config)
+    if ckpt["extra"] != extra:
+        diffs.append("the training images or the diffusion schedule differ")
+    if diffs:
+        raise ValueError(f"Cannot resume from {path}: the run differs ({'; '.join(diffs)}). Only "
+                         f"{', '.join(COSMETIC_FIELDS)} may change when resuming.")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    return ckpt
+
+
+def _wrapped(model: nn.Module, config: TrainConfig, device: torch.device):
+    """What the training step calls: the model, under torchrun inside DistributedDataParallel (which
+    averages the gradients over the processes), and compiled on CUDA when the config asks."""
     net = model
     if distributed.is_distributed():
         from torch.nn.parallel import DistributedDataParallel
-        net = DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None)
-    forward = torch.compile(net) if (config.compile and on_cuda) else net
-    source = _training_images(images, device)
-    pending: list[torch.Tensor] = []                 # losses not yet read back from the device
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(net) if (config.compile and device.type == "cuda") else net
 
-    def read_losses(done: int) -> None:
-        """Append the pending losses (the mean over processes) to `losses`; stop on a non-finite one."""
-        if not pending:
-            return
-        values = distributed.mean_over_processes(torch.stack(pending).float()).tolist()
-        pending.clear()
+
+class _Batches:
+    """Minibatches for one process: the global batch is drawn alike by every process (which images from
+    `data_gen`, t and eps from `noise_gen`), and each keeps its own rows of it."""
+
+    def __init__(self, images: torch.Tensor, diffusion, config: TrainConfig, device: torch.device):
+        self.images, self.diffusion, self.config, self.device = images, diffusion, config, device
+        self.source = _training_images(images, device)
+        self.rows = distributed.shard(config.batch_size)                 # this process's slice of the batch
+        self.data_gen = torch.Generator().manual_seed(config.seed)                     # which images
+        self.noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)   # t and eps
+
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n, rows = self.config.batch_size, self.rows
+        idx = torch.randint(len(self.images), (n,), generator=self.data_gen)[rows]
+        x0 = self.source[idx.to(self.source.device)].to(self.device, non_blocking=True)      # (B, C, H, W)
+        if self.device.type == "cuda":
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+        t = self.diffusion.mark_checked(self.diffusion.sample_t(n, generator=self.noise_gen, device=self.device)[rows])
+        noise = torch.randn((n, *self.images.shape[1:]), generator=self.noise_gen, device=self.device)[rows]
+        return x0, t, noise
+
+
+def _gradient_step(forward, model: nn.Module, optimizer, diffusion, batch, lr: float, config: TrainConfig,
+                   device: torch.device) -> torch.Tensor:
+    """One AdamW step on L_simple of `batch` = (x_0, t, eps), the gradient norm clipped; returns the loss."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda"):
+        loss = diffusion.loss_simple(forward, *batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    return loss
+
+
+class _LossLog:
+    """The losses of a run. They stay on the device until read back, every ``log_every`` steps (a read is a
+    sync on a GPU), averaged over the processes; a non-finite loss stops the run there."""
+
+    def __init__(self, config: TrainConfig, losses: list[float]):
+        self.config, self.losses, self.pending = config, losses, []
+
+    def add(self, loss: torch.Tensor, done: int, *, read: bool = False) -> bool:
+        """Keep the loss of step `done`; read the pending ones back when it is time (or `read`). True if read."""
+        self.pending.append(loss.detach())
+        if not (read or done % self.config.log_every == 0 or done == self.config.steps):
+            return False
+        values = distributed.mean_over_processes(torch.stack(self.pending).float()).tolist()
+        self.pending.clear()
         first = done - len(values) + 1
         for i, value in enumerate(values):
             if not math.isfinite(value):
                 raise FloatingPointError(
                     f"train: the loss is {value} at step {first + i}; training stopped. Lower the learning "
-                    f"rate (lr={config.lr}), keep gradient clipping on, or check the model for NaN/inf.")
-        losses.extend(values)
+                    f"rate (lr={self.config.lr}), keep gradient clipping on, or check the model for NaN/inf.")
+        self.losses.extend(values)
+        return True
 
-    cuda_ids = [device.index or 0] if on_cuda else []
-    with torch.random.fork_rng(devices=cuda_ids):
-        torch.manual_seed(config.seed + 2 + distributed.rank())                 # dropout, per process
-        if ckpt is not None:
-            _set_rng_state(ckpt["rng"], data_gen, noise_gen, device)
-        bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="train",
-                   disable=not progress or not distributed.is_main(), leave=False)
-        t0 = time.perf_counter()
-        for step in bar:                                  # this update makes `step + 1` steps done
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, config)
-            # the global batch, drawn alike by every process; each trains on its own rows of it
-            idx = torch.randint(len(images), (config.batch_size,), generator=data_gen)[rows]
-            x0 = source[idx.to(source.device)].to(device, non_blocking=True)      # (B, C, H, W)
-            if on_cuda:
-                x0 = x0.contiguous(memory_format=torch.channels_last)
-            t = diffusion.mark_checked(diffusion.sample_t(config.batch_size, generator=noise_gen, device=device)[rows])
-            noise = torch.randn((config.batch_size, *images.shape[1:]), generator=noise_gen, device=device)[rows]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and on_cuda):
-                loss = diffusion.loss_simple(forward, x0, t, noise)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            ema_update(ema, model, min(config.ema_decay, (1 + step) / (10 + step)))
-            pending.append(loss.detach())
-            done = step + 1
-            save = config.checkpoint_path and ((config.checkpoint_every and done % config.checkpoint_every == 0)
-                                               or done == config.steps)
-            if done % config.log_every == 0 or done == config.steps or save:
-                read_losses(done)
-                recent = losses[-config.log_every:]
-                bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
-            if save and distributed.is_main():
-                save_checkpoint(config.checkpoint_path, model, ema, optimizer, done,
-                                train_config=dataclasses.asdict(config),
-                                rng=_rng_state(data_gen, noise_gen, device), losses=losses,
-                                seconds=seconds + time.perf_counter() - t0, extra=extra)
-        bar.close()
-        seconds += time.perf_counter() - t0
-    distributed.barrier()                # the other processes wait for rank 0's last checkpoint
-    return TrainResult(losses=losses, seconds=seconds, ema=ema, steps=max(start, len(losses)))
+    def recent_mean(self) -> float:
+        recent = self.losses[-self.config.log_every:]
+        return sum(recent) / len(recent)
 
 
 def train_or_load(name: str, make_model: Callable[[], nn.Module], diffusion, images: torch.Tensor,
