@@ -6,6 +6,8 @@ seeds) comes from the :class:`Profile` returned by :func:`profile`.
 """
 from __future__ import annotations
 
+import hashlib
+import numbers
 import os
 import random
 import sys
@@ -52,6 +54,43 @@ class Profile:
     bf16: bool                # bf16 autocast on CUDA
     compile: bool             # torch.compile the denoiser on CUDA
 
+    def __post_init__(self):
+        T = self.timesteps
+        levels = lambda v: isinstance(v, tuple) and len(v) > 0 and all(_is_int(t) and 1 <= t <= T for t in v)  # noqa: E731
+        rules = [
+            ("name", self.name in ("smoke", "cpu", "gpu"), "smoke, cpu or gpu"),
+            *((f, _is_int(getattr(self, f)) and getattr(self, f) >= 4, "an int >= 4 (pixels)")
+              for f in ("digits_size", "photo_size", "texture_size")),
+            *((f, _is_int(getattr(self, f)) and getattr(self, f) >= 2, "an int >= 2")
+              for f in ("n_train", "n_test", "timesteps")),
+            *((f, _is_int(getattr(self, f)) and getattr(self, f) >= 1, "an int >= 1")
+              for f in ("train_steps", "batch_size", "ddim_steps", "n_noise", "noise_pairs")),
+            ("lr", isinstance(self.lr, numbers.Real) and not isinstance(self.lr, bool) and self.lr > 0, "a number > 0"),
+            ("unet_preset", isinstance(self.unet_preset, str) and self.unet_preset.startswith("unet-"),
+             "a U-Net preset name, 'unet-...'"),
+            ("dit_preset", isinstance(self.dit_preset, str) and self.dit_preset.startswith("dit-"),
+             "a DiT preset name, 'dit-...'"),
+            ("t_stars", levels(self.t_stars), f"a non-empty tuple of ints in [1, {T}] (1-indexed)"),
+            ("noise_timesteps", levels(self.noise_timesteps), f"a non-empty tuple of ints in [1, {T}] (1-indexed)"),
+            ("noise_coarse_sigma", self.noise_coarse_sigma >= 0, ">= 0 (px)"),
+            ("map_sigma", self.map_sigma >= 0, ">= 0 (px)"),
+            ("seeds", isinstance(self.seeds, tuple) and len(self.seeds) > 0 and all(_is_int(s) and s >= 0
+                                                                                    for s in self.seeds),
+             "a non-empty tuple of ints >= 0"),
+            *((f, isinstance(getattr(self, f), bool), "True or False") for f in ("map_calibrate", "bf16", "compile")),
+        ]
+        problems = [f"{f}={getattr(self, f)!r} must be {rule}" for f, ok, rule in rules if not ok]
+        if problems:
+            raise ValueError(f"Profile {self.name!r}: " + "; ".join(problems) + ".")
+
+    def fingerprint(self) -> str:
+        """Ten hex digits of every field, in order: what a cached benchmark cell was computed under."""
+        return hashlib.sha1(repr(self).encode()).hexdigest()[:10]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
 
 PROFILES: dict[str, Profile] = {
     # CI and nbval: every code path on tiny sizes; the numbers mean nothing.
@@ -68,11 +107,10 @@ PROFILES: dict[str, Profile] = {
         name="cpu", digits_size=16, photo_size=32, texture_size=32, n_train=400, n_test=200,
         timesteps=1000, train_steps=800, batch_size=32, lr=1e-3,
         unet_preset="unet-small",
-        # DiT-Ti/4 at half the paper's depth: trains in about the U-Net's time on 2 cores
-        dit_preset="dit-ti4-d6",
+        dit_preset="dit-ti4-d6",     # DiT-Ti/4 at half the paper's depth, about the U-Net's training time
         t_stars=(100, 250), ddim_steps=10, n_noise=2,
-        # two small t (SNR >> 1: sharp defects) and two large (SNR < 1: smooth defects), one antithetic pair
-        # each: 8 NFE, a fifth of the reconstruction score's 40 (results/ablations-textures.md; notebook 06)
+        # two small t (SNR >> 1: sharp defects) and two large (SNR < 1: smooth defects), one antithetic
+        # pair each: 8 NFE (how they were chosen: results/ablations-textures*.md, notebook 06)
         noise_timesteps=(10, 25, 300, 400), noise_pairs=1, noise_coarse_sigma=0.75,
         map_sigma=2.0, map_calibrate=True, seeds=(0, 1, 2), bf16=False, compile=False,
     ),
@@ -81,15 +119,11 @@ PROFILES: dict[str, Profile] = {
         name="gpu", digits_size=32, photo_size=32, texture_size=128, n_train=5000, n_test=2000,
         timesteps=1000, train_steps=20000, batch_size=128, lr=2e-4,
         unet_preset="unet-base",
-        # DiT-S/4: 1024 tokens at the 128 px textures (patch 2 would give 4096); unmeasured on a GPU
-        dit_preset="dit-s4",
+        dit_preset="dit-s4",         # DiT-S/4: 1024 tokens at the 128 px textures (patch 2 would give 4096)
         t_stars=(100, 250, 400), ddim_steps=25, n_noise=4,
-        # both ends of the noise, as in cpu, with the large t moved up: a larger side needs more noise to
-        # hide coarse content (results/ablations-textures.md, "2x image side"); unmeasured at 128 px
+        # both ends of the noise, as in cpu, the large t moved up: a larger side needs more noise to hide
+        # coarse content; the blur is sized for the 128 px textures (4x the cpu side). Not yet run on a GPU.
         noise_timesteps=(10, 25, 500, 700), map_sigma=2.0, map_calibrate=True,
-        # one pair per level: the pair's even part barely changes with more pairs (cpu ablation, "4 noise
-        # pairs"); 8 NFE against reconstruction's 300. The blur is sized for the 128 px textures (4x the cpu
-        # side); the 32 px digits and photos get the same 3 px. All of it unmeasured on a GPU.
         noise_pairs=1, noise_coarse_sigma=3.0,
         seeds=(0, 1, 2, 3, 4), bf16=True, compile=False,
     ),

@@ -79,3 +79,26 @@ def test_setup_on_colab_says_where_data_goes_and_how_to_get_a_gpu(monkeypatch, c
     course_lib.setup()
     out = capsys.readouterr().out
     assert f"download into {tmp_path}" in out and "Change runtime type" in out
+
+
+@pytest.mark.parametrize("override, message", [
+    (dict(train_steps=0), "train_steps=0 must be an int >= 1"),
+    (dict(batch_size=2.5), "batch_size=2.5 must be an int >= 1"),
+    (dict(lr=-1e-3), "lr=-0.001 must be a number > 0"),
+    (dict(noise_timesteps=(10, 1001)), r"noise_timesteps=\(10, 1001\) must be a non-empty tuple of ints in \[1, 1000\]"),
+    (dict(t_stars=()), r"t_stars=\(\) must be a non-empty tuple"),
+    (dict(seeds=(0, -1)), r"seeds=\(0, -1\) must be a non-empty tuple of ints >= 0"),
+    (dict(unet_preset="resnet"), "unet_preset='resnet' must be a U-Net preset name"),
+    (dict(map_calibrate=1), "map_calibrate=1 must be True or False"),
+    (dict(n_train=1, map_sigma=-1.0), r"n_train=1 must be an int >= 2; map_sigma=-1.0 must be >= 0"),
+])
+def test_a_profile_refuses_a_bad_setting_naming_the_field(override, message):
+    with pytest.raises(ValueError, match=r"Profile 'cpu': " + message):
+        config.profile("cpu", **override)
+
+
+def test_the_fingerprint_covers_every_field_and_is_stable():
+    cpu = config.profile("cpu")
+    assert cpu.fingerprint() == "6fc52f485f"          # the committed results/benchmark.csv was computed under it
+    assert config.profile("cpu", train_steps=801).fingerprint() != cpu.fingerprint()
+    assert len({config.profile(n).fingerprint() for n in ("smoke", "cpu", "gpu")}) == 3

@@ -122,11 +122,12 @@ def run_variant(variant: Variant, category: str, seed: int, prof: config.Profile
     settings are chosen here; "test": only to report a choice already made); returns its metrics."""
     T = variant.timesteps or prof.timesteps
     vprof = dataclasses.replace(prof, train_steps=max(1, round(prof.train_steps * variant.steps_factor)),
-                                texture_size=prof.texture_size * variant.size_factor, timesteps=T)
+                                texture_size=prof.texture_size * variant.size_factor, timesteps=T,
+                                t_stars=scaled_timesteps(prof.t_stars, T, prof.timesteps),
+                                noise_timesteps=scaled_timesteps(prof.noise_timesteps, T, prof.timesteps))
     task = data.load_task("textures", category, seed=seed, profile=vprof, split=split)
-    base = ScoreConfig.for_task(vprof, variant.score.get("score", "noise"), task.extent)
-    scaled = dict(sigma=base.sigma * variant.size_factor, coarse_sigma=base.coarse_sigma * variant.size_factor,
-                  t_stars=scaled_timesteps(base.t_stars, T, prof.timesteps))
+    base = ScoreConfig.for_task(vprof, variant.score.get("score", "noise"), task.extent)   # timesteps scaled to T
+    scaled = dict(sigma=base.sigma * variant.size_factor, coarse_sigma=base.coarse_sigma * variant.size_factor)
     sc = dataclasses.replace(base, **{**scaled, **variant.score})
     preset = vprof.dit_preset if variant.denoiser == "dit" else \
         vprof.unet_preset + (f"-w{variant.width}" if variant.width > 1 else "")

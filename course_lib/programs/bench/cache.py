@@ -3,7 +3,6 @@ the committed ``results/benchmark.csv``, itself a cache of record: a cell whose 
 fingerprint match a committed row is read from it, so a fresh machine recomputes nothing committed."""
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -19,8 +18,8 @@ PER_IMAGE = ("scores", "labels", "kinds")   # list-valued columns of a row: one 
 
 
 def profile_fingerprint(prof: config.Profile) -> str:
-    """Ten hex digits of the profile's every field: a cell computed under other settings never matches."""
-    return hashlib.sha1(repr(prof).encode()).hexdigest()[:10]
+    """The profile's fingerprint (every field): a cell computed under other settings never matches."""
+    return prof.fingerprint()
 
 
 def cache_dir(prof: config.Profile, root: Path | None = None) -> Path:
