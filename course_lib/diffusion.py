@@ -3,7 +3,7 @@
 Notation follows Ho et al. 2020 ("Denoising Diffusion Probabilistic Models", DDPM),
 Nichol & Dhariwal 2021 ("Improved Denoising Diffusion Probabilistic Models") and
 Salimans & Ho 2022 ("Progressive Distillation", the v-parameterisation).
-Schedules are computed in float64 and stored in float32. Samplers live in :mod:`course_lib.sampling`,
+Schedules are computed in float64 and stored in float32 (and abar in float64 too, for the samplers). Samplers live in :mod:`course_lib.sampling`,
 the variational bound in :mod:`course_lib.losses`.
 
 Timestep convention: code timesteps are **0-indexed**, t = 0 .. T-1. Code ``t`` is paper ``t + 1``:
@@ -98,6 +98,7 @@ class Diffusion:
         alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), alphas_cumprod[:-1]])
         self.T, self.schedule, self.prediction = T, schedule, prediction
         f32 = lambda v: v.to(torch.float32)  # noqa: E731
+        self.alphas_cumprod_f64 = alphas_cumprod   # abar in float64, for the samplers' ratios abar_t / abar_s
         self.betas = f32(betas)
         self.alphas = f32(alphas)
         self.alphas_cumprod = f32(alphas_cumprod)

@@ -82,18 +82,13 @@ def ddim_timesteps(t_start: int, steps: int) -> list[int]:
     return [int(round(v)) for v in np.linspace(t_start, 0, int(steps))]
 
 
-def _abar64(diffusion: Diffusion) -> torch.Tensor:
-    """alphas_cumprod in float64 (from the stored betas), so that 1 - abar_t / abar_s keeps its digits."""
-    return torch.cumprod(1 - diffusion.betas.double(), 0)
-
-
 def ddim_sigma(diffusion: Diffusion, t: int, t_prev: int, eta: float) -> float:
     """sigma_t(eta) = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev)  (Song et al. 2021, eq. 16).
 
     ``t_prev = -1`` means the clean data (abar = 1). For t_prev = t - 1 and eta = 1 this is the DDPM
     posterior standard deviation sqrt(tilde beta_t).
     """
-    abar64 = _abar64(diffusion)
+    abar64 = diffusion.alphas_cumprod_f64
     abar, abar_prev = float(abar64[t]), (1.0 if t_prev < 0 else float(abar64[t_prev]))
     return eta * float(np.sqrt((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)))
 
@@ -109,7 +104,7 @@ def ddim_step(diffusion: Diffusion, model: Model, x_t: torch.Tensor, t: int, t_p
     if clip_denoised:
         pred_x0 = pred_x0.clamp(-1, 1)
         pred_eps = diffusion.eps_from_x0(x_t, tb, pred_x0)
-    abar_prev = 1.0 if t_prev < 0 else float(_abar64(diffusion)[t_prev])
+    abar_prev = 1.0 if t_prev < 0 else float(diffusion.alphas_cumprod_f64[t_prev])
     sigma = ddim_sigma(diffusion, t, t_prev, eta)
     x_prev = abar_prev ** 0.5 * pred_x0 + max(1.0 - abar_prev - sigma ** 2, 0.0) ** 0.5 * pred_eps
     if sigma > 0:
@@ -230,7 +225,7 @@ def ddim_invert(diffusion: Diffusion, model: Model, x0: torch.Tensor, t_star: in
     if isinstance(fixed_point_iters, bool) or not isinstance(fixed_point_iters, int) or fixed_point_iters < 0:
         raise ValueError(f"fixed_point_iters must be an int >= 0, got {fixed_point_iters!r}.")
     taus = ddim_timesteps(t_star - 1, t_star if steps is None else steps)[::-1]  # ascending
-    abar = _abar64(diffusion)
+    abar = diffusion.alphas_cumprod_f64
     x = x0
     for i in tqdm(range(len(taus)), disable=not progress, desc="DDIM inversion"):
         a_cur = 1.0 if i == 0 else float(abar[taus[i - 1]])       # x_0 (clean) before the first step

@@ -126,3 +126,15 @@ def test_a_scoreconfig_detector_saves_its_own_settings(fitted, tmp_path):
     back = DiffusionDetector.load(custom.save(tmp_path / "custom"), device="cpu")
     assert back.settings_ == sc and back.calibration_ is None
     np.testing.assert_allclose(back.decision_function(images), custom.decision_function(images), rtol=1e-6)
+
+
+def test_decision_scores_cover_the_training_images_up_to_the_calibration_cap(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path))
+    prof = config.profile("smoke", train_steps=4)
+    images = data.load_task("digits", "0", profile=prof).train[:30]
+    every = DiffusionDetector("noise", prof=prof, device="cpu", progress=False, threshold_split=0).fit(images)
+    assert len(every.decision_scores_) == 30                         # all of them, under the cap (512)
+    monkeypatch.setattr(DiffusionDetector, "CALIBRATION_IMAGES", 8)  # the documented cap, made small
+    capped = DiffusionDetector("noise", prof=prof, device="cpu", progress=False, threshold_split=0).fit(images)
+    assert len(capped.decision_scores_) == 8
+    np.testing.assert_allclose(capped.decision_scores_, capped.decision_function(images[:8]), rtol=1e-6)
