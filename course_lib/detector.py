@@ -36,7 +36,7 @@ class Detector(BaseEstimator, ABC):
     """
 
     name: str = "detector"
-    contamination: float = 0.1   # expected share of anomalies, sets threshold_ (as in pyod)
+    contamination: float = 0.1   # the share of normal images expected above threshold_ (as in pyod)
     threshold_split: float = 0.2  # share of fit's normal images set aside to set threshold_ (0: pyod's in-sample)
     # what kind of method it is: "pixels" (a classical detector on the pixels) or "diffusion" (a trained
     # denoiser, whose fit reports its training in train_info_)
@@ -51,8 +51,8 @@ class Detector(BaseEstimator, ABC):
         """Fit on normal images (`y` is ignored, as in pyod's unsupervised detectors); returns self.
         `X_threshold`: other normal images that set ``threshold_`` (default: a share of `X`, see the class)."""
         if not 0 < self.contamination <= 0.5:
-            raise ValueError(f"{self.name}: contamination={self.contamination!r} must be in (0, 0.5] "
-                             "(the share of anomalies expected among the training images).")
+            raise ValueError(f"{self.name}: contamination={self.contamination!r} must be in (0, 0.5] (the share "
+                             "of normal images that may lie above threshold_, i.e. the false-alarm rate).")
         if not 0 <= self.threshold_split < 1:
             raise ValueError(f"{self.name}: threshold_split={self.threshold_split!r} must be in [0, 1) (the share "
                              "of the normal images set aside to set threshold_; 0: the training images set it).")

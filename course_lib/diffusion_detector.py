@@ -241,16 +241,20 @@ class DiffusionDetector(Detector):
         except Exception as err:  # noqa: BLE001 -- unpickling refused or a damaged file: say which file
             raise ValueError(f"{files[1]} is damaged or not plain tensors ({type(err).__name__}); "
                              "save the detector again.") from None
-        prof = config.Profile(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["profile"].items()})
-        params = saved["params"]
-        det = cls(ScoreConfig(**saved["score_config"]), extent=params["extent"], preset=params["preset"],
-                  prof=prof, seed=params["seed"], schedule=params["schedule"], prediction=params["prediction"],
-                  device=device,
-                  progress=progress, contamination=params["contamination"],
-                  threshold_split=params["threshold_split"])
-        c, h, _ = saved["image_shape"]
-        model = build_denoiser(denoiser_config(params["preset"], in_channels=c, image_size=h))
-        model.load_state_dict(tensors["model"])
+        try:
+            prof = config.Profile(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["profile"].items()})
+            params = saved["params"]
+            det = cls(ScoreConfig(**saved["score_config"]), extent=params["extent"], preset=params["preset"],
+                      prof=prof, seed=params["seed"], schedule=params["schedule"], prediction=params["prediction"],
+                      device=device, progress=progress, contamination=params["contamination"],
+                      threshold_split=params["threshold_split"])
+            c, h, _ = saved["image_shape"]
+            model = build_denoiser(denoiser_config(params["preset"], in_channels=c, image_size=h))
+            model.load_state_dict(tensors["model"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:   # a field missing, unknown or bad
+            what = f"field {err}" if isinstance(err, KeyError) else str(err).splitlines()[0]
+            raise ValueError(f"{path}: not a detector this course_lib can load ({what}); it was saved by "
+                             "another version, or edited. Fit and save the detector again.") from None
         det.profile_, det.settings_, det.preset_ = prof, det.score_config, params["preset"]
         det.device_ = torch.device(device) if device is not None else config.get_device()
         det.diffusion_ = Diffusion(prof.timesteps, params["schedule"], prediction=params["prediction"])

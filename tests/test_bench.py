@@ -214,6 +214,17 @@ def test_shards_partition_the_grid_by_unit_of_work_and_the_final_run_assembles_i
     assert len(whole) == len(baselines) and len(computed) == len(baselines)
 
 
+def test_the_corruptions_of_a_pooled_task_share_one_unit_per_model():
+    cells = bench.grid_cells(["digits-c"], ["iforest", "ddpm-unet/noise", "dit/noise"], [0],
+                             {"digits-c": ["all", "fog", "shear"]})
+    units = {c.method: set() for c in cells}
+    for c in cells:
+        units[c.method].add(c.unit)
+    assert len(units["ddpm-unet/noise"]) == 1 and len(units["dit/noise"]) == 1   # one model per seed
+    assert len(units["iforest"]) == 3                                            # a cheap fit per category
+    assert all(len({c.unit for c in bench.shard(cells, i, 2) if c.method == "ddpm-unet/noise"}) <= 1 for i in (0, 1))
+
+
 def test_a_run_reads_the_committed_record_and_recomputes_no_committed_cell(tmp_path, monkeypatch):
     cells = bench.grid_cells(["digits"], ["iforest", "copod"], [0])
     first = bench.run(cells, SMOKE, cache=tmp_path / "machine-a")

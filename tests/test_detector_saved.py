@@ -138,3 +138,19 @@ def test_decision_scores_cover_the_training_images_up_to_the_calibration_cap(tmp
     capped = DiffusionDetector("noise", prof=prof, device="cpu", progress=False, threshold_split=0).fit(images)
     assert len(capped.decision_scores_) == 8
     np.testing.assert_allclose(capped.decision_scores_, capped.decision_function(images[:8]), rtol=1e-6)
+
+
+def test_a_saved_detector_with_a_missing_or_foreign_field_is_refused_in_one_line(fitted, tmp_path):
+    det, _ = fitted
+    folder = det.save(tmp_path / "saved")
+    settings = json.loads((folder / "detector.json").read_text())
+    del settings["params"]["prediction"]
+    (folder / "detector.json").write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match=r"not a detector this course_lib can load \(field 'prediction'\).*again"):
+        DiffusionDetector.load(folder)
+    det.save(folder)
+    settings = json.loads((folder / "detector.json").read_text())
+    settings["params"]["preset"] = "unet-small"                      # weights of another network
+    (folder / "detector.json").write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match="not a detector this course_lib can load"):
+        DiffusionDetector.load(folder)

@@ -5,9 +5,9 @@ notebook's header carries an "Open in Colab" and a Binder badge for its own path
 its first code cell installs ``course_lib`` from the repository on Colab (only there, keeping Colab's torch,
 torchvision and ipywidgets). Both are generated here:
 
-    python -m tools.launch            # rewrite the badges and the install line of every notebook,
-                                           # and the launch links of the README's course map
-    python -m tools.launch --check    # exit 1 if any of them is not the generated one
+    python -m tools.launch          # rewrite the badges and the install line of every notebook,
+                                    # and the launch links of the README's course map
+    python -m tools.launch --check  # exit 1 if any of them is not the generated one
 """
 from __future__ import annotations
 
@@ -22,8 +22,6 @@ from course_lib.atomic import write_text_atomic
 from course_lib.course.committed import BRANCH, repository_url as _installed_repository_url, slug as _slug_of
 
 REPO = Path(__file__).resolve().parent.parent   # the checkout these tools live in
-
-
 
 
 def repository_url() -> str:

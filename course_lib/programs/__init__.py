@@ -13,11 +13,13 @@ from course_lib import config
 
 def results_dir() -> Path:
     """Where a program's tables go unless told: `$COURSE_RESULTS`; else the ``results/`` folder of the clone
-    the program runs from (the current directory holds ``course_lib/`` and ``results/``); else ``results/``
-    in the user cache, so that an installed course_lib never writes into its site-packages."""
+    the program runs from (the current directory or its parent holds ``course_lib/`` and ``results/``: the
+    clone's root or its ``notebooks/``); else ``results/`` in the user cache, so that an installed
+    course_lib never writes into its site-packages."""
     if os.environ.get("COURSE_RESULTS"):
         return Path(os.environ["COURSE_RESULTS"]).expanduser()
     here = Path.cwd()
-    if (here / "course_lib").is_dir() and (here / "results").is_dir():
-        return here / "results"
+    for folder in (here, here.parent):
+        if (folder / "course_lib").is_dir() and (folder / "results").is_dir():
+            return folder / "results"
     return config.cache_root() / "results"

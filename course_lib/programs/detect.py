@@ -25,7 +25,6 @@ import csv
 import io
 from pathlib import Path
 
-
 from course_lib import config, metrics
 from course_lib.atomic import atomic_write, write_text_atomic
 from course_lib.data.own_images import read_test_images, read_training_images
@@ -79,8 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         ap.error("--steps must be >= 1")
-    if not 0 < args.contamination < 1 or not 0 < args.holdout < 1:
-        ap.error("--contamination and --holdout must lie strictly between 0 and 1")
+    if not 0 < args.contamination <= 0.5 or not 0 < args.holdout < 1:
+        ap.error("--contamination must lie in (0, 0.5] and --holdout strictly between 0 and 1")
     try:
         prof = config.profile(args.profile, **({"train_steps": args.steps} if args.steps else {}))
         train, root = read_training_images(args.train, size=args.size, channels=args.channels)

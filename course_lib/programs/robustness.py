@@ -214,6 +214,9 @@ def fit_on_validation(task_name: str, category: str, methods: Sequence[str], pro
     test images are not touched here."""
     from course_lib.programs.bench import METHODS          # the benchmark's factories: one definition of every method
     prof = prof or config.profile()
+    if not 50 <= q < 100:
+        raise ValueError(f"fit_on_validation: q={q} must lie in [50, 100): the threshold is the q-th percentile "
+                         "of clean validation normals, so that 100 - q % of them raise an alarm.")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"Unknown methods {unknown}; valid: {', '.join(METHODS)}.")

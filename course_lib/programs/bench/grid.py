@@ -38,10 +38,13 @@ class Cell:
 
     @property
     def unit(self) -> str:
-        """The work done as one piece: a source (task, category, seed, split) with the baselines, or with
-        one denoiser's scores, which share its trained model."""
+        """The work done as one piece: what shares one trained model (a denoiser's scores, on every
+        category of a task whose categories share their training images: digits-c, mnist-c), or a
+        source (task, category, seed, split) with the baselines."""
         family = METHODS[self.method].family
-        return f"{self.task}__{self.category}__{self.seed}__{self.split}__{family}".replace("/", "-")
+        shared = family != "baselines" and POOLED in data.TASKS[self.task].categories
+        category = POOLED if shared else self.category
+        return f"{self.task}__{category}__{self.seed}__{self.split}__{family}".replace("/", "-")
 
 
 def quick_cells(prof: config.Profile) -> list[Cell]:
