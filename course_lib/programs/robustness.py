@@ -33,6 +33,7 @@ from course_lib.anomaly_maps import smooth_maps
 from course_lib.baselines import PixelBaseline, flatten_pixels
 from course_lib.detector import Detector
 from course_lib.diffusion_detector import DiffusionDetector
+from course_lib.programs.bench import METHODS   # the benchmark's methods: one definition of each
 
 __all__ = ["NUISANCES", "SEVERITIES", "perturb", "jpeg_quantize", "clean_threshold", "false_alarm_rate",
            "pgd_attack", "knn_score_fn", "Study", "fit_on_validation", "nuisance_curves", "adversarial_curves",
@@ -212,7 +213,6 @@ def fit_on_validation(task_name: str, category: str, methods: Sequence[str], pro
     """Fit every method (the benchmark's names, :data:`course_lib.programs.bench.METHODS`) on the validation
     split's training images and fix its threshold on the validation split's clean normal images. The
     test images are not touched here."""
-    from course_lib.programs.bench import METHODS          # the benchmark's factories: one definition of every method
     prof = prof or config.profile()
     if not 50 <= q < 100:
         raise ValueError(f"fit_on_validation: q={q} must lie in [50, 100): the threshold is the q-th percentile "
