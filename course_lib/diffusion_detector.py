@@ -53,7 +53,7 @@ class DiffusionDetector(Detector):
     normals (``threshold_split``, `X_threshold`; :class:`course_lib.detector.Detector`).
     """
 
-    # normal images whose maps calibrate the detector and give decision_scores_ and threshold_: every
+    # training images whose maps calibrate the detector and give decision_scores_: every
     # training image of the cpu profile (400), a bounded cost at the gpu profile's 5000
     CALIBRATION_IMAGES = 512
     kind = "diffusion"
