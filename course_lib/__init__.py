@@ -5,7 +5,7 @@ The main classes are importable from here::
     from course_lib import DiffusionDetector, load_task, make_baseline
     task = load_task("textures", "grass")
     det = DiffusionDetector("noise", extent=task.extent).fit(task.train)
-    det.decision_function(task.test)
+    det.decision_function(task.images)
 """
 from .config import get_device, profile, seed_everything  # noqa: F401
 from .baselines import PixelBaseline, make_baseline  # noqa: F401

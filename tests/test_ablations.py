@@ -37,7 +37,7 @@ def test_ablations_write_one_row_per_variant(tmp_path, monkeypatch, one_thread):
     val = data.load_task("textures", "grass", seed=0, profile=prof, split="validation")
     det = DiffusionDetector(ScoreConfig.for_task(prof, "noise", val.extent), prof=prof, seed=0,
                             progress=False, threshold_split=0).fit(val.train)
-    assert rows[0]["auroc"] == pytest.approx(metrics.auroc(val.labels, det.decision_function(val.test)), abs=1e-12)
+    assert rows[0]["auroc"] == pytest.approx(metrics.auroc(val.labels, det.decision_function(val.images)), abs=1e-12)
     assert not (tmp_path / "ablations-textures.md").exists()
 
 
@@ -133,7 +133,7 @@ def test_level_sweep_scores_each_timestep_alone(tmp_path, monkeypatch, one_threa
     task = data.load_task("textures", "grass", seed=0, profile=prof, split="validation")
     sc = dataclasses.replace(ScoreConfig.for_task(prof, "noise", task.extent), t_stars=(10,))
     alone = DiffusionDetector(sc, prof=prof, seed=0, progress=False, threshold_split=0).fit(task.train)
-    alone = alone.decision_function(task.test)
+    alone = alone.decision_function(task.images)
     assert rows[0]["auroc"] == pytest.approx(metrics.auroc(task.labels, alone), abs=1e-12)
     with pytest.raises(SystemExit):
         ablations.main(["--profile", "smoke", "--levels", "0", "--out", str(tmp_path)])

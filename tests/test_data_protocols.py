@@ -82,7 +82,7 @@ def test_digits_protocol_labels_and_no_shared_image(protocol):
     p = profile("smoke", n_train=500, n_test=120)
     task = load_task("digits", 3, protocol=protocol, profile=p, image_size=8)
     target = load_digits().target
-    tr, te = _digit_index(task.train), _digit_index(task.test)
+    tr, te = _digit_index(task.train), _digit_index(task.images)
     assert len(set(tr) & set(te)) == 0                      # train and test never share an image
     assert len(set(te)) == len(te) and len(set(tr)) == len(tr)
     is_three = target[te] == 3
@@ -104,7 +104,7 @@ def test_digits_values_and_sizes():
     task = load_task("digits", "7", profile=SMOKE)
     assert task.image_shape == (1, SMOKE.digits_size, SMOKE.digits_size)
     assert task.train.dtype == torch.float32 and task.train.min() >= -1 and task.train.max() <= 1
-    assert len(task.train) == SMOKE.n_train and len(task.test) == SMOKE.n_test
+    assert len(task.train) == SMOKE.n_train and len(task.images) == SMOKE.n_test
     # the background of a digit is 0 in sklearn -> -1 here
     assert (task.train[:, :, 0, 0] == -1).float().mean() > 0.9
 
@@ -114,14 +114,14 @@ def test_digits_c_clean_normals_and_corrupted_anomalies():
     p = profile("smoke", n_train=300, n_test=120)
     task = load_task("digits-c", "all", profile=p, image_size=8)
     ref = load_digits().images.reshape(1797, 64)
-    as_raw = np.rint((task.test.reshape(len(task.test), 64).numpy() + 1) / 2 * 16)
+    as_raw = np.rint((task.images.reshape(len(task.images), 64).numpy() + 1) / 2 * 16)
     is_clean = (np.abs(as_raw[:, None] - ref[None]).sum(-1) == 0).any(1)
     np.testing.assert_array_equal(is_clean, task.labels.numpy() == 0)     # anomalies are all changed
     kinds = np.array(task.kinds)
     assert set(kinds[task.labels.numpy() == 1]) == set(CORRUPTIONS)
     counts = [int((kinds == c).sum()) for c in CORRUPTIONS]
     assert max(counts) - min(counts) <= 1                                  # equal shares
-    assert set(_digit_index(task.train)).isdisjoint(_digit_index(task.test[task.labels == 0]))
+    assert set(_digit_index(task.train)).isdisjoint(_digit_index(task.images[task.labels == 0]))
     one = load_task("digits-c", "rotate", profile=SMOKE)
     assert set(one.kinds) == {"normal", "rotate"} and one.name == "digits-c/rotate"
 
@@ -171,10 +171,10 @@ def test_offline_tasks_are_deterministic_per_seed(name):
     a, b = load_task(name, profile=SMOKE, seed=1), load_task(name, profile=SMOKE, seed=1)
     c = load_task(name, profile=SMOKE, seed=2)
     assert isinstance(a, AnomalyTask)
-    assert torch.equal(a.train, b.train) and torch.equal(a.test, b.test) and a.kinds == b.kinds
+    assert torch.equal(a.train, b.train) and torch.equal(a.images, b.images) and a.kinds == b.kinds
     assert torch.equal(a.labels, b.labels)
-    assert not torch.equal(a.test, c.test)
-    assert a.kinds and len(a.kinds) == len(a.test)
+    assert not torch.equal(a.images, c.images)
+    assert a.kinds and len(a.kinds) == len(a.images)
 
 
 def test_extent_says_how_much_of_an_anomaly_is_anomalous():
@@ -184,16 +184,16 @@ def test_extent_says_how_much_of_an_anomaly_is_anomalous():
     task = load_task("textures", profile=SMOKE)
     assert task.extent == "local"
     with pytest.raises(ValueError, match="extent must be 'global'.*or 'local'.*got 'partial'"):
-        AnomalyTask(name="t", description="", train=task.train, test=task.test, labels=task.labels,
+        AnomalyTask(name="t", description="", train=task.train, images=task.images, labels=task.labels,
                     extent="partial")
 
 
 def test_a_task_needs_both_classes_and_binary_labels():
     task = load_task("digits", "0", profile=profile("smoke"))
-    kw = dict(name="t", description="", train=task.train, test=task.test)
+    kw = dict(name="t", description="", train=task.train, images=task.images)
     with pytest.raises(ValueError, match=r"labels must be 0 \(normal\) or 1 \(anomaly\); found \[0, 2\]"):
         AnomalyTask(**kw, labels=2 * task.labels)
-    with pytest.raises(ValueError, match="needs both normal .* it has only label 0"):
+    with pytest.raises(ValueError, match="need both normal .* it has only label 0"):
         AnomalyTask(**kw, labels=0 * task.labels)
 
 

@@ -57,16 +57,16 @@ def mnist_root(tmp_path):
 def test_mnist_protocol_on_idx_files(mnist_root, protocol):
     task = load_task("mnist", 3, protocol=protocol, profile=SMOKE, root=mnist_root, image_size=28)
     train_cls = (_value(task.train[:, 0, 5, 5]) - 10) // 20
-    test_cls = (_value(task.test[:, 0, 5, 5]) - 10) // 20
+    test_cls = (_value(task.images[:, 0, 5, 5]) - 10) // 20
     if protocol == "one-class":
         assert len(task.train) == 4 and (train_cls == 3).all()
         np.testing.assert_array_equal(task.labels.numpy(), test_cls != 3)
     else:
         assert len(task.train) == 36 and (train_cls != 3).all()
         np.testing.assert_array_equal(task.labels.numpy(), test_cls == 3)
-    assert int(task.labels.sum()) == 3 and len(task.test) == 6        # balanced, limited by class 3
+    assert int(task.labels.sum()) == 3 and len(task.images) == 6      # balanced, limited by class 3
     np.testing.assert_allclose(task.train[:, 0, 5, 5].numpy(), _unit(10 + 20 * train_cls), atol=1e-6)
-    assert len(set(_value(task.test[:, 0, 0, 0]))) == len(task.test)   # no test image twice
+    assert len(set(_value(task.images[:, 0, 0, 0]))) == len(task.images) # no test image twice
     assert load_task("mnist", 3, profile=SMOKE, root=mnist_root).image_shape == (1, 16, 16)
 
 
@@ -109,8 +109,8 @@ def test_cifar10_one_class_and_channel_order(cifar_root):
     task = load_task("cifar10", "cat", profile=SMOKE, root=cifar_root)
     assert task.name == "cifar10/cat" and task.image_shape == (3, 16, 16)   # resized to photo_size
     assert len(task.train) == 5 and (_value(task.train[:, 0]) == 70).all()  # cat = class 3
-    assert (_value(task.test[:, 2]) == 200).all()                           # blue plane stays blue
-    test_cls = (_value(task.test[:, 0, 0, 0]) - 10) // 20
+    assert (_value(task.images[:, 2]) == 200).all()                         # blue plane stays blue
+    test_cls = (_value(task.images[:, 0, 0, 0]) - 10) // 20
     np.testing.assert_array_equal(task.labels.numpy(), test_cls != 3)
     assert [k for k, c in zip(task.kinds, test_cls) if c == 3] == ["normal"] * 3
 
@@ -138,12 +138,12 @@ def mnist_c_root(tmp_path):
 def test_mnist_c_all(mnist_c_root):
     task = load_task("mnist-c", "all", profile=profile("smoke", n_test=30), root=mnist_c_root, image_size=28)
     assert len(task.train) == 50 and (_value(task.train[:, 0, 5, 5]) == 0).all()   # clean train digits
-    code = _value(task.test[:, 0, 5, 5]) // 5
+    code = _value(task.images[:, 0, 5, 5]) // 5
     names = ("identity",) + CORRUPTIONS
     assert [names[c] if c else "normal" for c in code] == task.kinds
     np.testing.assert_array_equal(task.labels.numpy(), code != 0)
     assert int(task.labels.sum()) == 15 and len(set(task.kinds)) == 16           # one per corruption
-    index = _value(task.test[:, 0, 0, 0])
+    index = _value(task.images[:, 0, 0, 0])
     assert len(set(index)) == len(index)             # no digit both clean and corrupted
 
 
@@ -232,10 +232,10 @@ def test_mini_imagenet_one_class(mini_root):
     assert task.image_shape == (3, 64, 64) and task.name == f"mini-imagenet/{WNIDS[1]}"
     colour = lambda x: x.mean(dim=(2, 3)).argmax(1).numpy()   # noqa: E731  (dominant channel = class)
     assert len(task.train) == 4 and (colour(task.train) == 1).all()   # half of the 8 images of class 1
-    np.testing.assert_array_equal(task.labels.numpy(), colour(task.test) != 1)
+    np.testing.assert_array_equal(task.labels.numpy(), colour(task.images) != 1)
     loco = load_task("mini-imagenet", WNIDS[0], protocol="leave-one-class-out", profile=SMOKE, root=mini_root,
                      image_size=32, n_classes=2)
-    assert (colour(loco.train) == 1).all() and set(colour(loco.test[loco.labels == 1])) == {0}
+    assert (colour(loco.train) == 1).all() and set(colour(loco.images[loco.labels == 1])) == {0}
     with pytest.raises(ValueError, match="valid: indices 0..2 or the wnids"):
         load_task("mini-imagenet", "n99999999", profile=SMOKE, root=mini_root)
 
@@ -282,19 +282,19 @@ def test_mnist_validation_comes_from_the_train_files_in_disjoint_halves(mnist_ro
     val = load_task("mnist", 3, profile=SMOKE, root=mnist_root, image_size=28, split="validation")
     test = load_task("mnist", 3, profile=SMOKE, root=mnist_root, image_size=28)
     assert val.split == "validation" and val.name == "mnist/3 (validation)"
-    train_idx, val_idx = (set(_value(t[:, 0, 0, 0])) for t in (val.train, val.test))
+    train_idx, val_idx = (set(_value(t[:, 0, 0, 0])) for t in (val.train, val.images))
     assert max(train_idx | val_idx) < 100 and not train_idx & val_idx       # the train file, two halves
     assert len(val.train) == 2 and ((_value(val.train[:, 0, 5, 5]) - 10) // 20 == 3).all()   # half of 4
-    cls = (_value(val.test[:, 0, 5, 5]) - 10) // 20
+    cls = (_value(val.images[:, 0, 5, 5]) - 10) // 20
     np.testing.assert_array_equal(val.labels.numpy(), cls != 3)
-    assert set(val.labels.tolist()) == {0, 1} and min(_value(test.test[:, 0, 0, 0])) >= 100
+    assert set(val.labels.tolist()) == {0, 1} and min(_value(test.images[:, 0, 0, 0])) >= 100
 
 
 def test_cifar10_validation_comes_from_the_train_batches(cifar_root):
     val = load_task("cifar10", "cat", profile=SMOKE, root=cifar_root, split="validation")
     ids = lambda t: set(_value(t[:, 1, 0, 0]))              # noqa: E731  (green = the image's id)
-    assert max(ids(val.train) | ids(val.test)) < 100        # test-batch ids start at 100
-    assert not ids(val.train) & ids(val.test) and len(val.train) == 3   # 3 of the 5 cats (stratified halves)
+    assert max(ids(val.train) | ids(val.images)) < 100      # test-batch ids start at 100
+    assert not ids(val.train) & ids(val.images) and len(val.train) == 3 # 3 of the 5 cats (stratified halves)
     assert [k for k, y in zip(val.kinds, val.labels.tolist()) if y == 0] == ["normal"] * int((val.labels == 0).sum())
 
 
@@ -308,10 +308,10 @@ def test_mnist_c_validation_uses_the_train_arrays_and_never_a_digit_twice(mnist_
     val = load_task("mnist-c", "all", profile=profile("smoke", n_test=20), root=mnist_c_root, image_size=28,
                     split="validation")
     index = lambda t: _value(t[:, 0, 0, 0])                 # noqa: E731
-    assert val.split == "validation" and max(index(val.test)) < 100 and max(index(val.train)) < 100
-    assert not set(index(val.train)) & set(index(val.test))
-    assert len(set(index(val.test))) == len(val.test)       # no digit both clean and corrupted
-    code = _value(val.test[:, 0, 5, 5]) // 5
+    assert val.split == "validation" and max(index(val.images)) < 100 and max(index(val.train)) < 100
+    assert not set(index(val.train)) & set(index(val.images))
+    assert len(set(index(val.images))) == len(val.images)   # no digit both clean and corrupted
+    code = _value(val.images[:, 0, 5, 5]) // 5
     assert [names[c] if c else "normal" for c in code] == val.kinds
     np.testing.assert_array_equal(val.labels.numpy(), code != 0)
 
@@ -330,5 +330,5 @@ def test_mini_imagenet_validation_splits_the_test_tasks_training_half(mini_root)
     test = load_task("mini-imagenet", 1, profile=SMOKE, root=mini_root, image_size=16)
     assert val.split == "validation" and set(val.labels.tolist()) == {0, 1}
     assert len(val.train) == 2                             # half of the test task's 4 training images
-    assert ids(val.train) | ids(val.test[val.labels == 0]) <= ids(test.train)
-    assert not ids(val.train) & ids(val.test) and not (ids(val.train) | ids(val.test)) & ids(test.test)
+    assert ids(val.train) | ids(val.images[val.labels == 0]) <= ids(test.train)
+    assert not ids(val.train) & ids(val.images) and not (ids(val.train) | ids(val.images)) & ids(test.images)

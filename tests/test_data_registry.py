@@ -21,7 +21,7 @@ def _build_squares(category, *, protocol, seed, profile, image_size=None):
     else:                                                     # every other row white
         odd = train[:4].clone().index_fill_(2, torch.arange(0, side, 2), 1.0)
     test = torch.cat([train[:4] + 0.01, odd])
-    return AnomalyTask(name=f"squares/{category}", description="toy squares", train=train, test=test,
+    return AnomalyTask(name=f"squares/{category}", description="toy squares", train=train, images=test,
                        labels=torch.tensor([0] * 4 + [1] * 4))
 
 

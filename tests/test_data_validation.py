@@ -38,16 +38,16 @@ def test_validation_images_are_disjoint_from_its_training_images_and_from_the_te
     test = data.load_task(name, category, seed=0, profile=prof)
     assert val.split == "validation" and test.split == "test" and "validation" in repr(val)
     assert set(val.labels.tolist()) == {0, 1} and val.extent == test.extent and val.image_shape == test.image_shape
-    assert not _rows(val.test) & _rows(test.test)          # no validation image is a test image
-    assert not _rows(val.train) & _rows(test.test)         # nor is a validation model's training image
-    assert not _rows(val.train) & _rows(val.test)
+    assert not _rows(val.images) & _rows(test.images)      # no validation image is a test image
+    assert not _rows(val.train) & _rows(test.images)       # nor is a validation model's training image
+    assert not _rows(val.train) & _rows(val.images)
     assert {k for k, y in zip(val.kinds, val.labels.tolist()) if y == 0} <= {"normal"} or not val.kinds
     if name in ("digits", "digits-c"):                     # digits: all from the test task's training pool
         pool = _rows(data.offline.digit_pools(prof.digits_size, 0)[0])
-        clean = val.test[val.labels == 0]
+        clean = val.images[val.labels == 0]
         assert _rows(val.train) <= pool and _rows(clean) <= pool
     if name == "digits-c":                                 # the corruptions are real and of the asked kind
-        assert not _rows(val.test[val.labels == 1]) & _rows(data.offline.digit_pools(prof.digits_size, 0)[0])
+        assert not _rows(val.images[val.labels == 1]) & _rows(data.offline.digit_pools(prof.digits_size, 0)[0])
         assert set(val.kinds) - {"normal"} == (set(data.CORRUPTIONS) if category == "all" else {category})
 
 
@@ -65,9 +65,9 @@ def test_photo_validation_crops_come_from_the_training_blocks_only(monkeypatch):
         return set(zip(r.tolist(), q.tolist()))
     white = [(t // 100, left // 100) for t, left, _ in data.offline.checkerboard_blocks(h, w)["train"]]
     held_out = set(white[2::3])
-    assert blocks(val.test) == held_out                    # validation: every third training block, all used
+    assert blocks(val.images) == held_out                  # validation: every third training block, all used
     assert blocks(val.train) == set(white) - held_out      # training: the other training blocks
-    assert not (blocks(val.test) | blocks(val.train)) & set((t // 100, left // 100) for t, left, _ in
+    assert not (blocks(val.images) | blocks(val.train)) & set((t // 100, left // 100) for t, left, _ in
                                                            data.offline.checkerboard_blocks(h, w)["test"])
 
 
@@ -85,9 +85,9 @@ def test_mvtec_validation_holds_out_normals_with_synthetic_defects(tmp_path):
     prof = config.profile("smoke")
     test = data.load_task("mvtec", "bottle", profile=prof, root=tmp_path)
     val = data.load_task("mvtec", "bottle", profile=prof, root=tmp_path, split="validation")
-    assert (len(val.train), len(val.test)) == (6, 4) and val.labels.tolist().count(1) == 2
-    assert _rows(val.train) | _rows(val.test[val.labels == 0]) <= _rows(test.train)   # held-out normals ...
-    assert not _rows(val.train) & _rows(val.test) and not _rows(val.test) & _rows(test.test)
+    assert (len(val.train), len(val.images)) == (6, 4) and val.labels.tolist().count(1) == 2
+    assert _rows(val.train) | _rows(val.images[val.labels == 0]) <= _rows(test.train) # held-out normals ...
+    assert not _rows(val.train) & _rows(val.images) and not _rows(val.images) & _rows(test.images)
     anomalous = val.labels == 1
     assert val.masks[anomalous].flatten(1).any(1).all() and not val.masks[~anomalous].any()
     assert set(val.kinds) - {"normal"} <= set(data.DEFECTS)

@@ -39,7 +39,7 @@ def make_mvtec(root, n_train=24, n_good=6, n_bad=6, seed=0):
 def test_an_mvtec_layout_loads_as_a_task_with_labels_kinds_and_masks(tmp_path):
     root = make_mvtec(tmp_path / "part")
     task = load_own_task(root, size=16, channels=1)
-    assert task.train.shape == (24, 1, 16, 16) and task.test.shape == (12, 1, 16, 16)
+    assert task.train.shape == (24, 1, 16, 16) and task.images.shape == (12, 1, 16, 16)
     assert task.labels.tolist() == [0] * 6 + [1] * 6 and set(task.kinds) == {"normal", "square"}
     assert task.masks is not None and task.masks[:6].sum() == 0 and (task.masks[6:].flatten(1).sum(1) > 0).all()
     rgb = load_own_task(root / "train" / "good", root / "test", size=20, channels=3)   # two plain folders

@@ -57,7 +57,7 @@ def test_a_diffusion_detector_flags_its_contamination_of_new_normal_digits(tmp_p
     monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path))
     prof = config.profile("smoke", n_train=600, n_test=1000)
     task = data.load_task("digits", "0", protocol="leave-one-class-out", profile=prof)   # normal: the 9 others
-    normals = task.test[task.labels == 0]
+    normals = task.images[task.labels == 0]
     det = DiffusionDetector("noise", extent=task.extent, prof=prof, progress=False, device="cpu").fit(task.train)
     assert det.train_info_["steps"] == prof.train_steps and len(det.decision_scores_) == 480
     assert abs(det.predict(normals).mean() - det.contamination) <= 0.05
@@ -249,7 +249,7 @@ def test_unet_detector_scores_are_unchanged(score, tmp_path, monkeypatch, one_th
     det = DiffusionDetector(ScoreConfig.for_task(prof, score, task.extent), prof=prof, device="cpu",
                             progress=False, threshold_split=0).fit(task.train)   # as the benchmark's cells
     auroc, first = UNET_SCORES[score]
-    s = det.decision_function(task.test)
+    s = det.decision_function(task.images)
     assert metrics.auroc(task.labels, s) == pytest.approx(auroc, abs=1e-9)
     np.testing.assert_allclose(s[:3], first, rtol=0, atol=5e-4)   # float order differs with the thread count
     assert det.name == f"ddpm-unet/{'recon' if score == 'reconstruction' else 'noise'}"
@@ -276,8 +276,8 @@ def test_a_short_dit_run_detects_what_a_random_output_layer_cannot(dit_detector,
     from course_lib.scoring import noise_prediction_error
     prof, task, det = dit_detector
     assert det.name == "dit/noise" and det.train_info_["path"].name.startswith("dit-ti4-d2-smoke-1x16-")
-    assert metrics.auroc(task.labels, det.decision_function(task.test)) > 0.9       # measured 1.000
-    trained = noise_prediction_error(det.diffusion_, det.model_, task.test, (25, 50), n_noise=2).scores
+    assert metrics.auroc(task.labels, det.decision_function(task.images)) > 0.9     # measured 1.000
+    trained = noise_prediction_error(det.diffusion_, det.model_, task.images, (25, 50), n_noise=2).scores
     assert metrics.auroc(task.labels, trained) > 0.9
     # A fresh adaLN-Zero DiT outputs 0 and would score exactly 0.5, which proves nothing; with a random,
     # non-zero output layer it scores anywhere from 0.17 to 0.81 on this task (five seeds), never above 0.9.
@@ -286,14 +286,14 @@ def test_a_short_dit_run_detects_what_a_random_output_layer_cannot(dit_detector,
         untrained = make_denoiser(prof.dit_preset, in_channels=1, image_size=prof.digits_size).eval()
         for p in untrained.final_layer.parameters():
             torch.nn.init.normal_(p, std=0.02)
-        random_scores = noise_prediction_error(det.diffusion_, untrained, task.test, (25, 50), n_noise=2).scores
+        random_scores = noise_prediction_error(det.diffusion_, untrained, task.images, (25, 50), n_noise=2).scores
         assert metrics.auroc(task.labels, random_scores) < 0.9
 
 
 def test_diffusion_detector_threshold_clone_and_numpy_input(dit_detector, one_thread):
     prof, task, det = dit_detector
     assert len(det.decision_scores_) == len(task.train) - round(0.2 * len(task.train))   # a fifth set aside
-    held_out = task.test[task.labels == 0]                          # normal digits it never trained on
+    held_out = task.images[task.labels == 0]                        # normal digits it never trained on
     assert 0.03 <= det.predict(held_out).mean() <= 0.25             # about the contamination, 0.1
     np.testing.assert_allclose(det.decision_function(held_out[:8].numpy()), det.decision_function(held_out[:8]))
     copy = clone(det)

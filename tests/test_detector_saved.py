@@ -23,7 +23,7 @@ def fitted(tmp_path_factory, one_thread):
         mp.setenv("COURSE_PROFILE", "smoke")
         task = data.load_task("textures", "grass", profile=config.profile("smoke"))
         det = DiffusionDetector("noise", extent=task.extent, progress=False, device="cpu").fit(task.train[:24])
-    return det, task.test[:6]
+    return det, task.images[:6]
 
 
 def test_settings_are_frozen_at_fit_and_do_not_follow_the_environment(fitted, monkeypatch):

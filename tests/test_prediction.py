@@ -83,7 +83,7 @@ def test_a_detector_trains_scores_saves_and_loads_with_its_prediction(tmp_path, 
     assert det.diffusion_.prediction == "x0" and det.train_info_["path"].name.endswith("-x0.pt")
     back = DiffusionDetector.load(det.save(tmp_path / "saved"), device="cpu")
     assert back.diffusion_.prediction == "x0"
-    np.testing.assert_allclose(back.decision_function(task.test), det.decision_function(task.test), rtol=1e-6)
+    np.testing.assert_allclose(back.decision_function(task.images), det.decision_function(task.images), rtol=1e-6)
     assert math.isfinite(float(det.threshold_))
     with pytest.raises(ValueError, match=r"prediction='noise' must be one of eps, x0, v"):
         DiffusionDetector("noise", prediction="noise")

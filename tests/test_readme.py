@@ -15,9 +15,9 @@ def test_readme_detector_example_runs(tmp_path, monkeypatch, one_thread):
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     task, det, flags = namespace["task"], namespace["det"], namespace["flags"]
-    assert namespace["scores"].shape == flags.shape == (len(task.test),)
-    assert set(flags.tolist()) <= {0, 1} and namespace["maps"].shape == (len(task.test), 1, *task.image_shape[1:])
+    assert namespace["scores"].shape == flags.shape == (len(task.images),)
+    assert set(flags.tolist()) <= {0, 1} and namespace["maps"].shape == (len(task.images), 1, *task.image_shape[1:])
     assert namespace["dit"].name == "dit/noise" and det.name == "ddpm-unet/noise"
-    assert namespace["iforest"].decision_function(task.test).shape == (len(task.test),)
+    assert namespace["iforest"].decision_function(task.images).shape == (len(task.images),)
     assert (tmp_path / "grass_detector" / "detector.json").is_file()
-    assert (det.decision_function(task.test) == namespace["scores"]).all()     # the loaded detector scores alike
+    assert (det.decision_function(task.images) == namespace["scores"]).all()   # the loaded detector scores alike

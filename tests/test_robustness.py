@@ -121,7 +121,7 @@ def test_knn_score_fn_is_the_knn_baselines_score():
     task = data.load_task("digits", "3", profile=config.profile("smoke"))
     det = make_baseline("knn", threshold_split=0).fit(task.train)   # task.train: its reference images
     fn = robustness.knn_score_fn(det, task.train)
-    assert np.allclose(fn(task.test).numpy(), det.decision_function(task.test), rtol=1e-6, atol=1e-9)
+    assert np.allclose(fn(task.images).numpy(), det.decision_function(task.images), rtol=1e-6, atol=1e-9)
     with pytest.raises(ValueError, match="knn"):
         robustness.knn_score_fn(make_baseline("iforest").fit(task.train), task.train)
 
@@ -157,7 +157,7 @@ def tiny_digits_detectors(tmp_path_factory, one_thread):
 
 def test_differentiable_scores_are_decision_function_and_pgd_lowers_them(tiny_digits_detectors):
     task, dets = tiny_digits_detectors
-    anomalies = task.test[task.labels == 1][:8]
+    anomalies = task.images[task.labels == 1][:8]
     for det in dets.values():
         s = det.differentiable_scores(anomalies.clone().requires_grad_(True))
         assert s.requires_grad
@@ -176,7 +176,7 @@ def test_attacking_a_few_images_at_a_time_attacks_the_same_scores(tiny_digits_de
     the reconstruction score draws its noise per position in the batch, so there a smaller batch attacks
     other draws of the same score. Either way the attack lowers the scores alike."""
     task, dets = tiny_digits_detectors
-    anomalies = task.test[task.labels == 1][:6]
+    anomalies = task.images[task.labels == 1][:6]
     noise = dets["noise"]
     alone = torch.cat([noise.differentiable_scores(anomalies[i:i + 1]) for i in range(6)])
     torch.testing.assert_close(alone, noise.differentiable_scores(anomalies), rtol=1e-4, atol=1e-5)
@@ -194,7 +194,7 @@ def test_attacking_the_reconstruction_recomputes_activations_with_the_same_gradi
     fewer bytes wait for the backward pass (counted with autograd's saved-tensor hooks)."""
     task, dets = tiny_digits_detectors
     det = dets["reconstruction"]
-    x = task.test[task.labels == 1][:4]
+    x = task.images[task.labels == 1][:4]
 
     def grad_and_saved_bytes(recompute):
         saved = []
@@ -242,18 +242,18 @@ def test_thresholds_come_from_validation_normals_and_never_from_test_images(monk
     study = robustness.fit_on_validation("digits", "0", ["recorder"], prof)
     val, test = study.validation, study.task
     assert val.split == "validation" and test.split == "test"
-    normals = val.test[val.labels == 0]
+    normals = val.images[val.labels == 0]
     assert study.thresholds["recorder"] == np.percentile(normals.flatten(1).mean(1).numpy(), 95)
     seen = torch.cat([s.flatten(1) for s in made[0].seen])
-    test_rows = {tuple(r.tolist()) for r in test.test.flatten(1)}
+    test_rows = {tuple(r.tolist()) for r in test.images.flatten(1)}
     assert not any(tuple(r.tolist()) in test_rows for r in seen)         # no test image was used
     curves = robustness.nuisance_curves(study, nuisances=("jpeg", "gaussian_noise"), severities=(0, 5))
     assert len(curves) == 4
     clean = curves[curves.severity == 0]
-    want = robustness.false_alarm_rate(made[0].decision_function(test.test[test.labels == 0]),
+    want = robustness.false_alarm_rate(made[0].decision_function(test.images[test.labels == 0]),
                                        study.thresholds["recorder"])
     assert (clean.false_alarm == want).all()
-    assert clean.auroc.iloc[0] == pytest.approx(metrics.auroc(test.labels, made[0].decision_function(test.test)))
+    assert clean.auroc.iloc[0] == pytest.approx(metrics.auroc(test.labels, made[0].decision_function(test.images)))
 
 
 def test_adversarial_curves_drive_knn_down_and_transfer_to_the_others():

@@ -266,9 +266,9 @@ def trained(tmp_path_factory, one_thread):
 def test_short_training_detects_anomalies_where_an_untrained_net_cannot(trained, one_thread):
     prof, task, model, _ = trained
     d = Diffusion(prof.timesteps)
-    trained_auc = auroc(task.labels, noise_prediction_error(d, model, task.test, (25, 50), n_noise=2).scores)
+    trained_auc = auroc(task.labels, noise_prediction_error(d, model, task.images, (25, 50), n_noise=2).scores)
     untrained = UNet(unet_config(prof.unet_preset, in_channels=1, image_size=prof.digits_size)).eval()
-    untrained_auc = auroc(task.labels, noise_prediction_error(d, untrained, task.test, (25, 50), n_noise=2).scores)
+    untrained_auc = auroc(task.labels, noise_prediction_error(d, untrained, task.images, (25, 50), n_noise=2).scores)
     assert trained_auc > 0.75
     # The untrained U-Net's last conv is zero-initialised: it predicts eps_hat = 0 for every image, so every
     # image gets the same score ||eps||^2 and the AUROC is exactly chance.
@@ -277,7 +277,7 @@ def test_short_training_detects_anomalies_where_an_untrained_net_cannot(trained,
 
 def test_ssim_reconstruction_error_detects_anomalies(trained, one_thread):
     prof, task, model, _ = trained
-    r = reconstruction_error(Diffusion(prof.timesteps), model, task.test, (100,), steps=3, error="ssim")
+    r = reconstruction_error(Diffusion(prof.timesteps), model, task.images, (100,), steps=3, error="ssim")
     assert auroc(task.labels, r.scores) > 0.8       # measured 0.91 (the squared error: 0.99)
 
 
@@ -288,15 +288,15 @@ def test_detector_fit_score_and_reuse(trained, tmp_path, monkeypatch, one_thread
     sc = ScoreConfig(score="reconstruction", t_stars=(50, 100), steps=3, n_noise=2, reduce="max")
     det = DiffusionDetector(sc, prof=prof, device="cpu", progress=False).fit(task.train)
     assert det.nfe_per_image == 3 * 2 * 2
-    s1 = det.decision_function(task.test[:10])
+    s1 = det.decision_function(task.images[:10])
     assert s1.shape == (10,) and np.isfinite(s1).all()
-    maps = det.anomaly_maps(task.test[:10])
+    maps = det.anomaly_maps(task.images[:10])
     assert maps.shape == (10, 1, 16, 16)
     np.testing.assert_allclose(s1, maps.flatten(1).amax(1).numpy(), rtol=1e-6)
     assert not det.train_info_["loaded"]
     again = DiffusionDetector(sc, prof=prof, device="cpu", progress=False).fit(task.train)
     assert again.train_info_["loaded"]                        # the checkpoint from the first fit is reused
-    np.testing.assert_allclose(again.decision_function(task.test[:10]), s1)  # and scores are deterministic
+    np.testing.assert_allclose(again.decision_function(task.images[:10]), s1)  # and scores are deterministic
 
 
 def test_calibrated_detector_standardizes_against_its_training_images(trained, tmp_path, monkeypatch, one_thread):
@@ -312,8 +312,8 @@ def test_calibrated_detector_standardizes_against_its_training_images(trained, t
     plain = DiffusionDetector(replace(sc, calibrate=False), prof=prof, device="cpu",
                               progress=False).fit(task.train)
     assert plain.calibration_ is None
-    assert not torch.allclose(plain.anomaly_maps(task.test[:5]), det.anomaly_maps(task.test[:5]))
-    np.testing.assert_allclose(det.decision_function(task.test[:10]), det.decision_function(task.test[:10]))
+    assert not torch.allclose(plain.anomaly_maps(task.images[:5]), det.anomaly_maps(task.images[:5]))
+    np.testing.assert_allclose(det.decision_function(task.images[:10]), det.decision_function(task.images[:10]))
 
 
 def test_detector_refuses_bad_input(tmp_path, monkeypatch):

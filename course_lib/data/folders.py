@@ -94,7 +94,7 @@ def build_mvtec(category: str, *, protocol: str, seed: int, profile: Profile, ro
     return AnomalyTask(
         name=f"mvtec/{category}",
         description=f"MVTec-AD {category} at {size}px (RGB), with the official test set and masks.",
-        train=train, test=torch.stack(test), labels=labels, masks=torch.stack(masks), kinds=kinds,
+        train=train, images=torch.stack(test), labels=labels, masks=torch.stack(masks), kinds=kinds,
         extent="local")
 
 
@@ -174,5 +174,5 @@ def build_mini_imagenet(category: str, *, protocol: str, seed: int, profile: Pro
              + (" (validation)" if validation else ""), split="validation" if validation else "test",
         description=f"Mini-ImageNet ({source_split} split, {len(classes)} classes) at {size}px; class "
                     f"{classes[k]} is {role} ({protocol} protocol).",
-        train=load(pool_tr[tr]), test=load(pool_te[te]), labels=torch.as_tensor(lab),
+        train=load(pool_tr[tr]), images=load(pool_te[te]), labels=torch.as_tensor(lab),
         kinds=kinds_from_classes(lab, y[pool_te][te], classes))

@@ -59,7 +59,7 @@ def build_digits(category: str, *, protocol: str, seed: int, profile: Profile,
         name=f"digits/{category}" + ("" if protocol == "one-class" else "-out"),
         description=f"sklearn handwritten digits at {size}px; digit {category} is {role} "
                     f"({protocol} protocol).",
-        train=x_tr[torch.as_tensor(tr)], test=x_te[torch.as_tensor(te)], labels=torch.as_tensor(labels),
+        train=x_tr[torch.as_tensor(tr)], images=x_te[torch.as_tensor(te)], labels=torch.as_tensor(labels),
         kinds=kinds_from_classes(labels, y_te[te], DIGIT_CLASSES))
 
 
@@ -87,7 +87,7 @@ def build_digits_c(category: str, *, protocol: str, seed: int, profile: Profile,
         name=f"digits-c/{category}",
         description=f"sklearn digits at {size}px: clean digits are normal, MNIST-C corrupted digits "
                     f"({category}) are anomalies.",
-        train=train, test=test[torch.as_tensor(perm)], labels=torch.as_tensor(labels[perm]),
+        train=train, images=test[torch.as_tensor(perm)], labels=torch.as_tensor(labels[perm]),
         kinds=[str(kinds[i]) for i in perm])
 
 
@@ -182,7 +182,7 @@ def build_photos(category: str, *, protocol: str, seed: int, profile: Profile, s
         name=f"{task}/{category}" + ("" if protocol == "one-class" else "-out"),
         description=f"{size}px crops of scikit-image colour photos; crops of '{category}' are {role} "
                     f"({protocol} protocol).",
-        train=train, test=test, labels=torch.as_tensor(labels),
+        train=train, images=test, labels=torch.as_tensor(labels),
         kinds=kinds_from_classes(labels, classes, PHOTO_CLASSES))
 
 

@@ -123,5 +123,5 @@ def load_own_task(train, test=None, *, size: int = 64, channels: int = 3) -> Ano
                          "with python -m course_lib.programs.detect, which needs no labels.")
     return AnomalyTask(name=f"own/{Path(train).name}", split="test",
                        description=f"your images from {train} and {test}, at {size}px, {channels} channel(s).",
-                       train=train_images, test=scored.images, labels=scored.labels, masks=scored.masks,
+                       train=train_images, images=scored.images, labels=scored.labels, masks=scored.masks,
                        kinds=scored.kinds, extent="local")

@@ -88,7 +88,7 @@ def _class_task(dataset: str, names: tuple[str, ...], category: str, protocol: s
              + (" (validation)" if validation else ""),
         description=f"{dataset} at {size}px; class '{category}' is {role} ({protocol} protocol)"
                     + ("; validation images from the official train split." if validation else "."),
-        train=prep(x_tr[tr]), test=prep(x_te[te_rows]), labels=torch.as_tensor(labels),
+        train=prep(x_tr[tr]), images=prep(x_te[te_rows]), labels=torch.as_tensor(labels),
         kinds=kinds_from_classes(labels, y_te[te], names), split="validation" if validation else "test")
 
 
@@ -180,5 +180,5 @@ def build_mnist_c(category: str, *, protocol: str, seed: int, profile: Profile, 
         name=f"mnist-c/{category}" + (" (validation)" if validation else ""),
         description=f"MNIST-C at {size}px: clean digits are normal, corrupted digits ({category}) are anomalies"
                     + ("; validation digits from the train arrays." if validation else "."),
-        train=train, test=test[torch.as_tensor(perm)], labels=torch.as_tensor(labels[perm]),
+        train=train, images=test[torch.as_tensor(perm)], labels=torch.as_tensor(labels[perm]),
         kinds=[kinds[i] for i in perm], split="validation" if validation else "test")

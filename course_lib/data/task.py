@@ -53,45 +53,45 @@ def check_images(x: torch.Tensor, what: str = "images") -> torch.Tensor:
 
 @dataclass
 class AnomalyTask:
-    """Normal training images, a labelled test set and (optionally) pixel masks.
+    """Normal training images, and labelled images to score (with, optionally, pixel masks).
 
     Images are float tensors (N, C, H, W) in [-1, 1]; labels are 1 for an anomaly, 0 for normal.
     `extent` says how much of an anomalous image is anomalous: "global" (another class, a corruption of
     the whole image) or "local" (a defect on part of a normal surface, as in MVTec-AD). A detector that
     turns a pixel map into an image score should match it (``anomaly_maps.image_score_from_map``).
-    `split` says whether the labelled images are the test images whose AUROC is reported ("test") or
-    validation images built from the dataset's training data alone, for choosing settings
-    (``load_task(..., split="validation")``, :mod:`course_lib.data.validation`).
+    `images` are the labelled images, and `split` says which they are: the test images whose AUROC is
+    reported ("test"), or validation images built from the dataset's training data alone, for choosing
+    settings (``load_task(..., split="validation")``, :mod:`course_lib.data.validation`).
     """
 
     name: str                       # e.g. "digits/3" or "textures/brick"
     description: str                # one sentence a learner can read
     train: torch.Tensor             # (N, C, H, W) normal images only
-    test: torch.Tensor              # (M, C, H, W)
+    images: torch.Tensor            # (M, C, H, W) the labelled images: test or validation images (`split`)
     labels: torch.Tensor            # (M,) int64, 1 = anomaly
     masks: torch.Tensor | None = None  # (M, 1, H, W) bool, True = anomalous pixel
-    kinds: list[str] = field(default_factory=list)  # (M,) anomaly type per test image, "normal" for normals
+    kinds: list[str] = field(default_factory=list)  # (M,) anomaly type per labelled image, "normal" for normals
     extent: Literal["global", "local"] = "global"   # whole-image anomalies, or defects on part of an image
     split: Literal["test", "validation"] = "test"   # "validation": built from the training data alone
 
     def __post_init__(self):
         check_images(self.train, f"{self.name}: train")
-        check_images(self.test, f"{self.name}: test")
-        if self.train.shape[1:] != self.test.shape[1:]:
-            raise ValueError(f"{self.name}: train images {tuple(self.train.shape[1:])} and test images "
-                             f"{tuple(self.test.shape[1:])} differ in shape.")
+        check_images(self.images, f"{self.name}: images")
+        if self.train.shape[1:] != self.images.shape[1:]:
+            raise ValueError(f"{self.name}: train images {tuple(self.train.shape[1:])} and labelled images "
+                             f"{tuple(self.images.shape[1:])} differ in shape.")
         self.labels = torch.as_tensor(self.labels, dtype=torch.long)
-        if self.labels.shape != (len(self.test),):
+        if self.labels.shape != (len(self.images),):
             raise ValueError(f"{self.name}: labels has shape {tuple(self.labels.shape)}, "
-                             f"expected ({len(self.test)},), one per test image.")
+                             f"expected ({len(self.images)},), one per labelled image.")
         found = set(self.labels.unique().tolist())
         if not found <= {0, 1}:
             raise ValueError(f"{self.name}: labels must be 0 (normal) or 1 (anomaly); found {sorted(found)}.")
         if found != {0, 1}:
-            raise ValueError(f"{self.name}: the test set needs both normal (0) and anomalous (1) images to "
+            raise ValueError(f"{self.name}: the labelled images need both normal (0) and anomalous (1) ones to "
                              f"score a detector (AUROC); it has only label {found.pop()}.")
         if self.masks is not None:
-            n, _, h, w = self.test.shape
+            n, _, h, w = self.images.shape
             if tuple(self.masks.shape) != (n, 1, h, w):
                 raise ValueError(f"{self.name}: masks has shape {tuple(self.masks.shape)}, "
                                  f"expected {(n, 1, h, w)}.")
@@ -101,8 +101,8 @@ class AnomalyTask:
                              f"(defects on part of an image), got {self.extent!r}.")
         if self.split not in ("test", "validation"):
             raise ValueError(f"{self.name}: split must be 'test' or 'validation', got {self.split!r}.")
-        if self.kinds and len(self.kinds) != len(self.test):
-            raise ValueError(f"{self.name}: kinds has {len(self.kinds)} entries for {len(self.test)} test images.")
+        if self.kinds and len(self.kinds) != len(self.images):
+            raise ValueError(f"{self.name}: kinds has {len(self.kinds)} entries for {len(self.images)} images.")
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -111,5 +111,5 @@ class AnomalyTask:
     def __repr__(self) -> str:
         n_anom = int(self.labels.sum())
         c, h, w = self.image_shape
-        return (f"AnomalyTask({self.name!r}: {len(self.train)} normal train, {len(self.test)} {self.split} "
+        return (f"AnomalyTask({self.name!r}: {len(self.train)} normal train, {len(self.images)} {self.split} "
                 f"({n_anom} anomalous), {c}x{h}x{w}{', masks' if self.masks is not None else ''})")

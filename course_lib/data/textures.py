@@ -174,5 +174,5 @@ def build_textures(category: str, *, protocol: str, seed: int, profile: Profile,
         name=f"textures/{category}",
         description=f"{size}px patches of scikit-image's {category} photo; test patches may carry a "
                     f"scratch, hole or stain (pixel masks given).",
-        train=train, test=test[perm], labels=torch.as_tensor(labels)[perm], masks=masks[perm],
+        train=train, images=test[perm], labels=torch.as_tensor(labels)[perm], masks=masks[perm],
         kinds=[kinds[i] for i in perm.tolist()], extent="local")

@@ -84,7 +84,7 @@ def with_synthetic_defects(task: AnomalyTask, seed: int) -> AnomalyTask:
     return AnomalyTask(name=f"{task.name} (validation)", split="validation",
                        description=f"{task.name}: {HELD_OUT:.0%} of the normal training images held out, half of "
                                    "them with a synthetic defect.",
-                       train=train, test=val, labels=labels, masks=masks, kinds=kinds, extent="local")
+                       train=train, images=val, labels=labels, masks=masks, kinds=kinds, extent="local")
 
 
 def _textures(category: str, seed: int, profile: Profile, size: int) -> AnomalyTask:
@@ -102,7 +102,7 @@ def _textures(category: str, seed: int, profile: Profile, size: int) -> AnomalyT
     return AnomalyTask(name=f"textures/{category} (validation)", split="validation",
                        description=f"{size}px crops of the {category} photo's training side: train from its top, "
                                    "validation from its bottom, with defects of their own.",
-                       train=train, test=val[perm], labels=labels, masks=masks[perm],
+                       train=train, images=val[perm], labels=labels, masks=masks[perm],
                        kinds=[kinds[i] for i in perm.tolist()], extent="local")
 
 
@@ -114,7 +114,7 @@ def _digits(category: str, seed: int, profile: Profile, size: int) -> AnomalyTas
                                      profile.n_train, profile.n_test, rng)
     return AnomalyTask(name=f"digits/{category} (validation)", split="validation",
                        description=f"sklearn digits of the training pool; digit {category} is normal.",
-                       train=x_pool[torch.as_tensor(fit_idx[tr])], test=x_pool[torch.as_tensor(val_idx[te])],
+                       train=x_pool[torch.as_tensor(fit_idx[tr])], images=x_pool[torch.as_tensor(val_idx[te])],
                        labels=torch.as_tensor(labels))
 
 
@@ -135,7 +135,7 @@ def _digits_c(category: str, seed: int, profile: Profile, size: int) -> AnomalyT
     return AnomalyTask(name=f"digits-c/{category} (validation)", split="validation",
                        description="sklearn digits of the training pool: clean digits normal, corrupted ones "
                                    f"({category}) anomalies.",
-                       train=train, test=test[torch.as_tensor(perm)],
+                       train=train, images=test[torch.as_tensor(perm)],
                        labels=torch.as_tensor((kinds[perm] != "normal").astype(np.int64)),
                        kinds=[str(k) for k in kinds[perm]])
 
@@ -154,5 +154,5 @@ def _photos(category: str, seed: int, profile: Profile, size: int, task: str) ->
                                                    profile.n_test, rng)
     return AnomalyTask(name=f"{task}/{category} (validation)", split="validation",
                        description=f"{size}px crops of the photos' training blocks: every third block validates.",
-                       train=train, test=test, labels=torch.as_tensor(labels),
+                       train=train, images=test, labels=torch.as_tensor(labels),
                        kinds=["normal" if lab == 0 else PHOTO_CLASSES[int(c)] for lab, c in zip(labels, classes)])

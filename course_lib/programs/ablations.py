@@ -136,10 +136,10 @@ def run_variant(variant: Variant, category: str, seed: int, prof: config.Profile
                             threshold_split=0)
     # calibration uses the first images given to fit: with flips=True those are the unflipped crops
     det.fit(mirrored(task.train) if variant.flips else task.train)
-    scores = det.decision_function(task.test)
+    scores = det.decision_function(task.images)
     row = {"category": str(category), "variant": variant.name, "seed": seed, "split": split,
            "auroc": metrics.auroc(task.labels, scores),
-           "pixel_auroc": metrics.pixel_auroc(task.masks, det.anomaly_maps(task.test)),
+           "pixel_auroc": metrics.pixel_auroc(task.masks, det.anomaly_maps(task.images)),
            "train_s": float(det.train_info_["seconds"]), "train_steps": int(det.train_info_["steps"]),
            "nfe": det.nfe_per_image}
     row.update({f"auroc[{k}]": v for k, v in metrics.auroc_by_kind(task.labels, scores, task.kinds).items()})
@@ -172,7 +172,7 @@ def level_sweep(category: str, seed: int, prof: config.Profile, levels: tuple[in
     sc = dataclasses.replace(ScoreConfig.for_task(prof, "noise", task.extent), t_stars=tuple(levels),
                              calibrate=True)
     det = DiffusionDetector(sc, prof=prof, seed=seed, progress=False, threshold_split=0).fit(task.train)
-    z_levels = standardize_maps(det.level_maps(task.test), det.calibration_)      # (L, N, 1, H, W)
+    z_levels = standardize_maps(det.level_maps(task.images), det.calibration_)    # (L, N, 1, H, W)
     rows = []
     for t, z in zip(levels, z_levels):
         scores = image_score_from_map(z, sc.reduce).numpy()

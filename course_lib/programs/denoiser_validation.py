@@ -40,7 +40,7 @@ def evaluate(preset: str, steps_factor: int, cell: str, seed: int, prof: config.
         det = DiffusionDetector(ScoreConfig.for_task(cprof, score, task.extent), preset=preset, prof=cprof,
                                 seed=seed, progress=False, threshold_split=0).fit(task.train)   # AUROC only
         rows.append({"cell": cell, "preset": preset, "steps": cprof.train_steps, "score": score,
-                     "val_auroc": metrics.auroc(task.labels, det.decision_function(task.test)),
+                     "val_auroc": metrics.auroc(task.labels, det.decision_function(task.images)),
                      "train_s": float(det.train_info_["seconds"])})
     return rows
 

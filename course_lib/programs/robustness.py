@@ -222,7 +222,7 @@ def fit_on_validation(task_name: str, category: str, methods: Sequence[str], pro
         raise ValueError(f"Unknown methods {unknown}; valid: {', '.join(METHODS)}.")
     val = data.load_task(task_name, category, seed=seed, profile=prof, split="validation")
     test = data.load_task(task_name, category, seed=seed, profile=prof)
-    normals = val.test[val.labels == 0]
+    normals = val.images[val.labels == 0]
     detectors, thresholds, seconds = {}, {}, {}
     for m in tqdm(methods, desc=f"fit on {val.name}"):
         det = METHODS[m].make(prof, seed, test.extent)
@@ -241,7 +241,7 @@ def nuisance_curves(study: Study, nuisances: Sequence[str] = NUISANCES,
     """One row per method, nuisance and severity: the false-alarm rate of the perturbed test normals at the
     clean threshold, and the AUROC of the perturbed normals against the (clean) anomalies."""
     task = study.task
-    normals, anomalies = task.test[task.labels == 0], task.test[task.labels == 1]
+    normals, anomalies = task.images[task.labels == 0], task.images[task.labels == 1]
     rows = []
     with tqdm(total=len(study.detectors) * len(nuisances) * len(severities), desc=f"nuisances on {task.name}") as bar:
         for m, det in study.detectors.items():
@@ -278,7 +278,7 @@ def adversarial_curves(study: Study, eps: Sequence[float] = (0, 1 / 255, 2 / 255
     image in the cpu profile; its calls recompute their activations in the backward pass instead of
     keeping them (:meth:`DiffusionDetector.differentiable_scores`)."""
     task = study.task
-    normals, anomalies = task.test[task.labels == 0], task.test[task.labels == 1][:max_images]
+    normals, anomalies = task.images[task.labels == 0], task.images[task.labels == 1][:max_images]
     clean_normal = {m: det.decision_function(normals) for m, det in study.detectors.items()}
     labels = np.r_[np.zeros(len(normals), np.int64), np.ones(len(anomalies), np.int64)]
     score_fns: dict[str, ScoreFn] = {}
@@ -312,8 +312,8 @@ def cost_accuracy(study: Study) -> pd.DataFrame:
     rows = []
     for m, det in study.detectors.items():
         t0 = time.perf_counter()
-        scores = det.decision_function(study.task.test)
-        ms = 1000 * (time.perf_counter() - t0) / len(study.task.test)
+        scores = det.decision_function(study.task.images)
+        ms = 1000 * (time.perf_counter() - t0) / len(study.task.images)
         rows.append({"task": study.task.name, "method": m, "train_s": study.fit_seconds[m], "ms_per_image": ms,
                      "nfe": det.nfe_per_image, "auroc": metrics.auroc(study.task.labels, scores)})
     return pd.DataFrame(rows)

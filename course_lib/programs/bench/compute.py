@@ -22,13 +22,13 @@ def run_cell(task, method: str, prof: config.Profile, seed: int) -> dict:
     if det.kind == "diffusion":   # a model may come from its checkpoint: report the time it took to train
         fit_s = float(det.train_info_["seconds"])
     t0 = time.perf_counter()
-    scores = det.decision_function(task.test)
+    scores = det.decision_function(task.images)
     score_s = time.perf_counter() - t0
     row = {"method": method, "seed": seed, **metrics.summary(task.labels, scores),
-           "pixel_auroc": np.nan, "fit_s": fit_s, "ms_per_image": 1000 * score_s / len(task.test),
+           "pixel_auroc": np.nan, "fit_s": fit_s, "ms_per_image": 1000 * score_s / len(task.images),
            "nfe": det.nfe_per_image}
     if task.masks is not None and hasattr(det, "anomaly_maps"):
-        row["pixel_auroc"] = metrics.pixel_auroc(task.masks, det.anomaly_maps(task.test))
+        row["pixel_auroc"] = metrics.pixel_auroc(task.masks, det.anomaly_maps(task.images))
     # per image, for ROC curves and AUROC per kind of anomaly (kept in the cache, left out of the CSV)
     row.update(scores=[float(v) for v in scores], labels=task.labels.tolist(),
                kinds=list(task.kinds) or ["normal" if y == 0 else "anomaly" for y in task.labels.tolist()])
