@@ -56,7 +56,7 @@ class Profile:
 
     def __post_init__(self):
         T = self.timesteps
-        levels = lambda v: isinstance(v, tuple) and len(v) > 0 and all(_is_int(t) and 1 <= t <= T for t in v)  # noqa: E731
+        levels = lambda v: _ints_in(v, 1, T)  # noqa: E731
         rules = [
             ("name", self.name in ("smoke", "cpu", "gpu"), "smoke, cpu or gpu"),
             *((f, _is_int(getattr(self, f)) and getattr(self, f) >= 4, "an int >= 4 (pixels)")
@@ -74,9 +74,7 @@ class Profile:
             ("noise_timesteps", levels(self.noise_timesteps), f"a non-empty tuple of ints in [1, {T}] (1-indexed)"),
             ("noise_coarse_sigma", self.noise_coarse_sigma >= 0, ">= 0 (px)"),
             ("map_sigma", self.map_sigma >= 0, ">= 0 (px)"),
-            ("seeds", isinstance(self.seeds, tuple) and len(self.seeds) > 0 and all(_is_int(s) and s >= 0
-                                                                                    for s in self.seeds),
-             "a non-empty tuple of ints >= 0"),
+            ("seeds", _ints_in(self.seeds, 0, None), "a non-empty tuple of ints >= 0"),
             *((f, isinstance(getattr(self, f), bool), "True or False") for f in ("map_calibrate", "bf16", "compile")),
         ]
         problems = [f"{f}={getattr(self, f)!r} must be {rule}" for f, ok, rule in rules if not ok]
@@ -90,6 +88,12 @@ class Profile:
 
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _ints_in(values, low: int, high: int | None) -> bool:
+    """True for a non-empty tuple of ints in [low, high] (no upper bound when high is None)."""
+    return (isinstance(values, tuple) and len(values) > 0
+            and all(_is_int(v) and v >= low and (high is None or v <= high) for v in values))
 
 
 PROFILES: dict[str, Profile] = {

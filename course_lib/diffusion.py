@@ -3,8 +3,8 @@
 Notation follows Ho et al. 2020 ("Denoising Diffusion Probabilistic Models", DDPM),
 Nichol & Dhariwal 2021 ("Improved Denoising Diffusion Probabilistic Models") and
 Salimans & Ho 2022 ("Progressive Distillation", the v-parameterisation).
-Schedules are computed in float64 and stored in float32 (and abar in float64 too, for the samplers). Samplers live in :mod:`course_lib.sampling`,
-the variational bound in :mod:`course_lib.losses`.
+Schedules are computed in float64 and stored in float32 (abar also in float64, for the samplers).
+Samplers live in :mod:`course_lib.sampling`, the variational bound in :mod:`course_lib.losses`.
 
 Timestep convention: code timesteps are **0-indexed**, t = 0 .. T-1. Code ``t`` is paper ``t + 1``:
 ``betas[0]`` is the paper's beta_1, ``q_sample(x0, t)`` draws the paper's x_{t+1}, and
@@ -243,14 +243,6 @@ class Diffusion:
             return out, self.eps_from_x0(x_t, t, out)
         a, s = extract(self.sqrt_alphas_cumprod, t, x_t.shape), extract(self.sqrt_one_minus_alphas_cumprod, t, x_t.shape)
         return a * x_t - s * out, s * x_t + a * out  # v: Salimans & Ho 2022, sec. 4 and appendix D
-
-    def eps_from_output(self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """hat eps, the noise the network's output implies: the output itself for eps-prediction, else from
-        hat x_0 (x0) or v (eps = sqrt(1 - abar) x_t + sqrt(abar) v). The noise score compares it with eps."""
-        if self.prediction == "eps":
-            self._check_like("model output", model_output, x_t, "x_t")
-            return model_output
-        return self.split_output(model_output, x_t, t)[1]
 
     def target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """What the network should output for (x_0, eps) at t: eps, x_0 or v = sqrt(abar) eps - sqrt(1-abar) x_0."""

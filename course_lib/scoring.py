@@ -120,7 +120,7 @@ def noise_prediction_error(diffusion: Diffusion, model, x0: torch.Tensor, timest
 
 def _eps_hat(diffusion: Diffusion, model, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """The noise that the network's output at (x_t, t) implies, whatever it predicts (eps, x0 or v)."""
-    return diffusion.eps_from_output(model(x_t, t).float(), x_t, t)
+    return diffusion.split_output(model(x_t, t).float(), x_t, t)[1]
 
 
 def _result(level_maps: torch.Tensor, nfe: int) -> ScoreResult:

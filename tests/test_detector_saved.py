@@ -113,19 +113,15 @@ def test_save_needs_a_fitted_detector_and_a_folder(fitted, tmp_path):
         fitted[0].save(tmp_path / "file")
 
 
-def test_a_scoreconfig_detector_saves_its_own_settings(fitted, tmp_path):
-    det, images = fitted
+def test_a_scoreconfig_detector_saves_its_own_settings(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path / "ckpt"))
+    prof = config.profile("smoke", train_steps=4)
+    images = data.load_task("digits", "0", profile=prof).images[:12]
     sc = ScoreConfig(score="noise", t_stars=(5, 200), n_noise=1, sigma=0.0, batch_size=4)
-    custom = DiffusionDetector(sc, prof=det.profile_, progress=False, device="cpu")
-    custom.model_, custom.diffusion_, custom.device_ = det.model_, det.diffusion_, det.device_
-    custom.profile_, custom.settings_, custom.preset_ = det.profile_, sc, det.preset_
-    custom.calibration_, custom.image_shape_, custom.train_info_ = None, det.image_shape_, {}
-    custom.threshold_ = 0.0
-    custom.decision_scores_ = custom.decision_function(images)
-    custom.threshold_ = float(custom.decision_scores_.max())
-    back = DiffusionDetector.load(custom.save(tmp_path / "custom"), device="cpu")
-    assert back.settings_ == sc and back.calibration_ is None
-    np.testing.assert_allclose(back.decision_function(images), custom.decision_function(images), rtol=1e-6)
+    det = DiffusionDetector(sc, prof=prof, progress=False, device="cpu").fit(images)
+    back = DiffusionDetector.load(det.save(tmp_path / "custom"), device="cpu")
+    assert back.settings_ == sc and back.calibration_ is None and back.profile_ == prof
+    np.testing.assert_allclose(back.decision_function(images), det.decision_function(images), rtol=1e-6)
 
 
 def test_decision_scores_cover_the_training_images_up_to_the_calibration_cap(tmp_path, monkeypatch, one_thread):

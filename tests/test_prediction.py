@@ -1,5 +1,5 @@
 """What the network predicts (eps, x0 or v) is carried from training to the scores and into the
-checkpoint's name: the noise score reads the noise the output implies, whatever the output is."""
+checkpoint's name: the noise score reads the noise the output implies (Diffusion.split_output), whatever the output is."""
 import dataclasses
 import hashlib
 import math
@@ -48,14 +48,6 @@ def test_the_noise_score_reads_the_noise_that_any_output_implies(kind, antitheti
     # read as if it were eps, the same output scores differently: the parameterisation matters
     wrong = noise_prediction_error(Diffusion(T), as_prediction(kind), x0, timesteps, n_noise=2, antithetic=antithetic)
     assert not torch.allclose(wrong.scores, reference.scores, rtol=1e-2)
-
-
-def test_eps_from_output_of_an_eps_model_is_the_output_itself():
-    d, x_t = Diffusion(T), torch.randn(3, 1, 4, 4)
-    out = torch.randn(3, 1, 4, 4)
-    assert d.eps_from_output(out, x_t, d.timesteps(5, 3)) is out
-    with pytest.raises(ValueError, match=r"model output shape \(3, 1, 4, 5\) must match x_t"):
-        d.eps_from_output(torch.randn(3, 1, 4, 5), x_t, d.timesteps(5, 3))
 
 
 def test_the_checkpoint_name_says_what_the_network_predicts_and_eps_names_are_unchanged(tmp_path, monkeypatch,

@@ -33,7 +33,7 @@ from course_lib.anomaly_maps import smooth_maps
 from course_lib.baselines import PixelBaseline, flatten_pixels
 from course_lib.detector import Detector
 from course_lib.diffusion_detector import DiffusionDetector
-from course_lib.programs.bench import METHODS   # the benchmark's methods: one definition of each
+from course_lib.programs.bench.methods import METHODS, check_methods   # the benchmark's, one definition each
 
 __all__ = ["NUISANCES", "SEVERITIES", "perturb", "jpeg_quantize", "clean_threshold", "false_alarm_rate",
            "pgd_attack", "knn_score_fn", "Study", "fit_on_validation", "nuisance_curves", "adversarial_curves",
@@ -217,9 +217,7 @@ def fit_on_validation(task_name: str, category: str, methods: Sequence[str], pro
     if not 50 <= q < 100:
         raise ValueError(f"fit_on_validation: q={q} must lie in [50, 100): the threshold is the q-th percentile "
                          "of clean validation normals, so that 100 - q % of them raise an alarm.")
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"Unknown methods {unknown}; valid: {', '.join(METHODS)}.")
+    check_methods(methods)
     val = data.load_task(task_name, category, seed=seed, profile=prof, split="validation")
     test = data.load_task(task_name, category, seed=seed, profile=prof)
     normals = val.images[val.labels == 0]

@@ -27,7 +27,7 @@ from __future__ import annotations
 # The parts, one job each: methods (the registry), grid (the cells, the shards), cache (the user cache
 # and the committed record), compute (one cell), runner (a whole run), report (tables and figure), cli.
 from course_lib.programs.bench import cache, compute, grid, methods, report, runner  # noqa: F401
-from course_lib.programs.bench.cache import PER_IMAGE, cache_dir, profile_fingerprint, read_cell, read_record  # noqa: F401
+from course_lib.programs.bench.cache import PER_IMAGE, cache_dir, read_cell, read_record  # noqa: F401
 from course_lib.programs.bench.cli import default_out, main, real_tasks_on_disk  # noqa: F401
 from course_lib.programs.bench.compute import run_cell  # noqa: F401
 from course_lib.programs.bench.grid import (FULL_CATEGORIES, POOLED, QUICK_DIFFUSION_METHOD,  # noqa: F401

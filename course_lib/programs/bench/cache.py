@@ -17,21 +17,16 @@ from course_lib.programs.bench.grid import Cell
 PER_IMAGE = ("scores", "labels", "kinds")   # list-valued columns of a row: one entry per test image
 
 
-def profile_fingerprint(prof: config.Profile) -> str:
-    """The profile's fingerprint (every field): a cell computed under other settings never matches."""
-    return prof.fingerprint()
-
-
 def cache_dir(prof: config.Profile, root: Path | None = None) -> Path:
     """Where finished cells of this exact profile (every field) are kept: under the user cache."""
     root = Path(root) if root is not None else config.cache_root() / "bench"
-    return root / f"{prof.name}-{profile_fingerprint(prof)}"
+    return root / f"{prof.name}-{prof.fingerprint()}"
 
 
 def cell_key(cell: Cell, prof: config.Profile) -> dict:
     """What a stored row must say to be this cell's."""
     return {"task": cell.task, "category": cell.category, "method": cell.method, "seed": cell.seed,
-            "split": cell.split, "profile": prof.name, "fingerprint": profile_fingerprint(prof)}
+            "split": cell.split, "profile": prof.name, "fingerprint": prof.fingerprint()}
 
 
 def check_row(row, cell: Cell, prof: config.Profile) -> None:

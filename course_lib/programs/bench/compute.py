@@ -7,7 +7,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from course_lib import config, data, metrics
-from course_lib.programs.bench.cache import profile_fingerprint
 from course_lib.programs.bench.grid import Cell
 from course_lib.programs.bench.methods import METHODS
 
@@ -66,4 +65,4 @@ def compute_cell(cell: Cell, prof: config.Profile, sources: Sources) -> dict | N
     if task is None:
         return None
     return {"task": cell.task, "category": cell.category, "split": cell.split, "profile": prof.name,
-            "fingerprint": profile_fingerprint(prof), **run_cell(task, cell.method, prof, cell.seed)}
+            "fingerprint": prof.fingerprint(), **run_cell(task, cell.method, prof, cell.seed)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from course_lib import config, data
-from course_lib.programs.bench.methods import METHODS
+from course_lib.programs.bench.methods import METHODS, of_kind
 
 # The default run: every offline task, its default category, the profile's first seed; the baselines
 # everywhere and the U-Net's noise score (the course's best diffusion score) where a model trains in
@@ -50,7 +50,7 @@ class Cell:
 def quick_cells(prof: config.Profile) -> list[Cell]:
     """The default run (see :data:`QUICK_DIFFUSION_TASKS`)."""
     seed, cells = prof.seeds[0], []
-    pixels = [m.name for m in METHODS.values() if m.kind == "pixels"]
+    pixels = of_kind("pixels")
     for name in data.offline_tasks():
         cat = data.TASKS[name].default_category
         methods = pixels + ([QUICK_DIFFUSION_METHOD] if name in QUICK_DIFFUSION_TASKS else [])
