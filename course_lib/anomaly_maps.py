@@ -77,7 +77,7 @@ def image_score_from_map(maps: torch.Tensor, reduce: MapReduce = "mean") -> torc
     - ``"peak"``: the max minus the image's own mean, i.e. how far the worst region stands out from the
       rest of the *same* image. A small defect raises the max but barely moves the mean, while a
       nuisance that shifts the whole map (a crop that is brighter or busier than most) moves both and
-      cancels. The best of the three for local defects (results/ablations-textures.md, notebook 06).
+      cancels. The best of the three for local defects (results/ablations-textures.md, notebook 07).
     """
     flat = maps.flatten(1)
     if reduce == "mean":

@@ -114,7 +114,7 @@ PROFILES: dict[str, Profile] = {
         dit_preset="dit-ti4-d6",     # DiT-Ti/4 at half the paper's depth, about the U-Net's training time
         t_stars=(100, 250), ddim_steps=10, n_noise=2,
         # two small t (SNR >> 1: sharp defects) and two large (SNR < 1: smooth defects), one antithetic
-        # pair each: 8 NFE (how they were chosen: results/ablations-textures*.md, notebook 06)
+        # pair each: 8 NFE (how they were chosen: results/ablations-textures*.md, notebook 07)
         noise_timesteps=(10, 25, 300, 400), noise_pairs=1, noise_coarse_sigma=0.75,
         map_sigma=2.0, map_calibrate=True, seeds=(0, 1, 2), bf16=False, compile=False,
     ),

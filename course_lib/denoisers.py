@@ -21,8 +21,8 @@ def fit_denoiser(images: torch.Tensor, prof: config.Profile | None = None, *, se
     `preset` names the network (``"unet-small"``, ``"dit-ti4-d6"``, ...; default: the profile's U-Net).
     `diffusion` (default: the profile's T, linear, eps) is what the network learns to invert and to predict:
     its ``prediction`` (eps, x0 or v) is the training target and goes into the checkpoint's name.
-    The checkpoint name carries the preset and hashes the images and every setting, so notebook 04's
-    model is the one that notebook 05 and the benchmark find again. Returns (EMA model in eval mode, info).
+    The checkpoint name carries the preset and hashes the images and every setting, so notebook 05's
+    model is the one that notebook 06 and the benchmark find again. Returns (EMA model in eval mode, info).
     """
     prof = prof or config.profile()
     preset = preset or prof.unet_preset

@@ -1,4 +1,4 @@
-"""The exercise checks of notebook 08, and the library versions they grade against."""
+"""The exercise checks of notebook 10, and the library versions they grade against."""
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score

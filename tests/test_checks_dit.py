@@ -1,4 +1,4 @@
-"""The exercise checks of notebook 07: they pass correct answers and reject typical wrong ones."""
+"""The exercise checks of notebook 08: they pass correct answers and reject typical wrong ones."""
 import math
 
 import pytest

@@ -1,5 +1,5 @@
-"""The exercise checks for the ELBO term and the DDIM step (notebook 03) and the DDIM reconstruction
-(notebook 05): they pass a correct answer, written independently of course_lib.course.solutions, and reject the
+"""The exercise checks for the ELBO term (notebook 03), the DDIM step and the three parameterisations
+(notebook 04) and the DDIM reconstruction (notebook 06): they pass a correct answer, written independently of course_lib.course.solutions, and reject the
 typical wrong ones with a message that names the mistake."""
 import math
 
@@ -105,3 +105,37 @@ def test_reconstruction_check_accepts_a_correct_loop_that_matches_the_library():
 def test_reconstruction_check_rejects_typical_mistakes(wrong, message):
     with pytest.raises(ExerciseError, match=message):
         checks.check_ddim_reconstruction(wrong)
+
+
+def x0_and_v(x_t, eps_hat, abar, *, v_sign=1.0, swap=False, x0_root=True):
+    """Written from Salimans & Ho's definitions, independently of the solutions module."""
+    s, n = math.sqrt(abar), math.sqrt(1 - abar)
+    x0 = (x_t - (n if x0_root else 1 - abar) * eps_hat) / s
+    v = s * x0 - n * eps_hat if swap else s * eps_hat - n * x0
+    return x0, v_sign * v
+
+
+def test_parameterization_check_accepts_correct_conversions():
+    assert checks.check_parameterizations(x0_and_v)
+    assert checks.check_parameterizations(lambda *a: [u.float() for u in x0_and_v(*a)])   # float32, as a list
+
+
+def test_parameterizations_agree_with_the_library_split_of_a_v_output():
+    d = Diffusion(50, "linear", prediction="v")
+    x_t, eps = torch.randn(2, 6, dtype=torch.float64)
+    t = torch.full((6,), 20)
+    x0, v = x0_and_v(x_t, eps, float(d.alphas_cumprod_f64[20]))
+    x0_lib, eps_lib = d.split_output(v, x_t, t)
+    assert torch.allclose(eps_lib.double(), eps, atol=1e-5) and torch.allclose(x0_lib.double(), x0, atol=1e-5)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda *a: x0_and_v(*a, x0_root=False), r"does not\s+give x_t back"),
+    (lambda *a: x0_and_v(*a, v_sign=-1.0), "opposite sign"),
+    (lambda *a: x0_and_v(*a, swap=True), "swapped places"),
+    (lambda *a: (x0_and_v(*a)[0], 2 * x0_and_v(*a)[1]), "off by up to"),
+    (lambda *a: x0_and_v(*a)[0], "expected a pair"),
+])
+def test_parameterization_check_rejects_typical_mistakes(wrong, message):
+    with pytest.raises(ExerciseError, match=message):
+        checks.check_parameterizations(wrong)

@@ -1,4 +1,4 @@
-"""The exercise checks of notebook 09 pass the reference and catch the usual slips, each with its hint."""
+"""The exercise checks of notebook 11 pass the reference and catch the usual slips, each with its hint."""
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""The exercise checks of notebook 05: they pass correct answers and reject typical wrong ones."""
+"""The exercise checks of notebook 06: they pass correct answers and reject typical wrong ones."""
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""The attention exercise check of notebook 04: it passes correct answers and rejects typical wrong ones."""
+"""The attention exercise check of notebook 05: it passes correct answers and rejects typical wrong ones."""
 import math
 
 import pytest

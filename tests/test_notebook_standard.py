@@ -118,6 +118,8 @@ BAD = {
     "run time lacks gpu": ("header", with_cell(0, header_without(r" · gpu: < 1 s")), "cell 0", "gpu"),
     "no Binder badge": ("header", with_cell(0, header_without(r"\[!\[Binder.*?\n")), "cell 0", "Binder"),
     "no title": ("header", with_cell(0, header_without(r"\A# .*?\n")), "cell 0", "title"),
+    "title numbered for another file": ("header", with_cell(0, new_markdown_cell(HEADER.replace("# 99 ·", "# 98 ·"))),
+                                        "cell 0", "the file is number 99"),
     "no header cell": ("header", good_cells()[1:], "cell 0", "markdown header"),
     "no setup": ("setup", with_cell(1, new_code_cell("import course_lib  # course_lib.setup() comes later")),
                  "cell 1", "course_lib.setup()"),

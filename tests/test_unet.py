@@ -141,7 +141,7 @@ def test_receptive_field_is_global_and_images_do_not_mix():
     assert not x.grad[1].any()                      # and nothing of the other image (no batch mixing)
 
 
-# ----- the exercise checks of notebook 04 ---------------------------------------------------------------
+# ----- the exercise checks of notebook 05 ---------------------------------------------------------------
 def test_checks_accept_right_answers_and_explain_wrong_ones():
     from course_lib.course import checks
     from course_lib.train import TrainConfig, lr_at

@@ -100,6 +100,10 @@ def check_header(nb: Notebook, name: Optional[str] = None) -> list[str]:
               "the prerequisites ('**Prerequisites.**')": r"prerequisites"}
     problems = [f"{name}: cell 0: the header has no {field}: add it (CONTRIBUTING.md, Notebook standard 1)"
                 for field, pattern in fields.items() if not re.search(pattern, text, re.I)]
+    number, title = re.match(r"(\d\d)_", Path(name).name), re.match(r"\A\s*#[ \t]+(\d\d)\b", text)
+    if number and title and title.group(1) != number.group(1):
+        problems.append(f"{name}: cell 0: the title says {title.group(1)} but the file is number {number.group(1)}: "
+                        f"start the title with '# {number.group(1)} · '")
     run_time = re.search(r"run time(.*?)(?:\n[ \t]*\n|\Z)", text, re.I | re.S)
     missing = [p for p in PROFILES if not (run_time and re.search(rf"\b{p}\b", run_time.group(1)))]
     if missing:

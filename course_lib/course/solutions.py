@@ -59,7 +59,7 @@ def q_sample_closed_form(x0, abar_t, eps):
     return math.sqrt(abar_t) * x0 + math.sqrt(1 - abar_t) * eps
 
 
-# --- 03 · reverse process and the ELBO ----------------------------------------------------------
+# --- 03 · the ELBO -------------------------------------------------------------------------------
 def posterior_mean_variance(x0, x_t, beta_t, abar_t, abar_prev):
     """Mean and variance of q(x_{t-1} | x_t, x_0)."""
     alpha_t = 1 - beta_t
@@ -81,6 +81,7 @@ def elbo_term(x0, x_t, eps_theta, beta_t, abar_t, abar_prev):
     return gaussian_kl(mean, var, mu_theta, var)
 
 
+# --- 04 · sampling and the score ----------------------------------------------------------------
 def ddim_update(x_t, eps_hat, abar_t, abar_prev, eta, z):
     """One DDIM step (Song et al. 2021, eq. 12) with sigma_t(eta) of eq. 16."""
     sigma = eta * math.sqrt((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev))
@@ -88,7 +89,14 @@ def ddim_update(x_t, eps_hat, abar_t, abar_prev, eta, z):
     return math.sqrt(abar_prev) * x0_hat + math.sqrt(1 - abar_prev - sigma ** 2) * eps_hat + sigma * z
 
 
-# --- 04 · the DDPM U-Net ------------------------------------------------------------------------
+def x0_and_v_from_eps(x_t, eps_hat, abar_t):
+    """(hat x_0, hat v) implied by a noise prediction: x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps solved for x_0,
+    and v = sqrt(abar) eps - sqrt(1 - abar) x_0 (Salimans & Ho 2022)."""
+    x0_hat = (x_t - math.sqrt(1 - abar_t) * eps_hat) / math.sqrt(abar_t)
+    return x0_hat, math.sqrt(abar_t) * eps_hat - math.sqrt(1 - abar_t) * x0_hat
+
+
+# --- 05 · the DDPM U-Net ------------------------------------------------------------------------
 def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """e(t) = [cos(t f_i)]_i ++ [sin(t f_i)]_i with f_i = 10000^(-i/h), h = dim/2: (B,) -> (B, dim)."""
     half = dim // 2
@@ -113,7 +121,7 @@ def warmup_lr(step: int, lr: float, warmup: int) -> float:
     return lr * min(1.0, (step + 1) / warmup) if warmup > 0 else lr
 
 
-# --- 05 · anomaly scores ------------------------------------------------------------------------
+# --- 06 · anomaly scores ------------------------------------------------------------------------
 def noise_error_map(model, x0, eps, t, abar_t):
     """(eps - eps_theta(x_t, t))^2 averaged over the channels: (B, C, H, W) -> (B, 1, H, W)."""
     x_t = math.sqrt(abar_t) * x0 + math.sqrt(1 - abar_t) * eps              # q(x_t | x_0), notebook 02
@@ -145,7 +153,7 @@ def blur(maps, sigma):
     return F.conv2d(out, k.view(1, 1, -1, 1))                              # columns -> (B, 1, H, W)
 
 
-# --- 06 · better scores -------------------------------------------------------------------------
+# --- 07 · better scores -------------------------------------------------------------------------
 def z_map(levels, normal_levels, floor):
     """Per level and pixel z = (A - mean) / std over the normal images (std floored), averaged over levels."""
     mean = normal_levels.mean(1, keepdim=True)                              # (L, 1, 1, H, W)
@@ -165,7 +173,7 @@ def even_residual_map(model, x0, eps, t, abar_t):
     return even.pow(2).mean(1, keepdim=True)
 
 
-# --- 07 · the Diffusion Transformer -------------------------------------------------------------
+# --- 08 · the Diffusion Transformer -------------------------------------------------------------
 def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
     """(B, C, H, W) -> (B, N, p*p*C): row-major patches, each flattened in (row, column, channel) order."""
     B, C, H, W = x.shape
@@ -179,7 +187,7 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale[:, None]) + shift[:, None]
 
 
-# --- 08 · the benchmark ---------------------------------------------------------------------------
+# --- 10 · the benchmark ---------------------------------------------------------------------------
 def paired_bootstrap(labels, scores_a, scores_b, n_boot, seed):
     """AUROC(b) - AUROC(a), and the 2.5 % and 97.5 % quantiles of it over stratified, paired resamples."""
     from sklearn.metrics import roc_auc_score
@@ -206,7 +214,7 @@ def pareto_front(cost, quality):
     return keep
 
 
-# --- 09 · robustness ----------------------------------------------------------------------------
+# --- 11 · robustness ----------------------------------------------------------------------------
 def pgd_step(x, x_start, grad, radius, step):
     """Down the sign of the gradient, then back into the L-infinity ball around the start and into [-1, 1]."""
     x = x - step * grad.sign()
@@ -223,7 +231,8 @@ def false_alarms(val_normal_scores, test_normal_scores, q):
 NAMES: tuple[str, ...] = (
     "my_auroc", "to_unit_range", "protocol_labels", "standardize", "confusion_at_threshold", "alphas_cumprod",
     "q_sample_closed_form", "posterior_mean_variance", "gaussian_kl", "elbo_term", "ddim_update",
-    "sinusoidal_embedding", "attention", "ema_update", "warmup_lr", "noise_error_map", "ddim_reconstruct", "blur", "z_map", "even_residual_map", "patchify", "modulate",
+    "x0_and_v_from_eps", "sinusoidal_embedding", "attention", "ema_update", "warmup_lr", "noise_error_map",
+    "ddim_reconstruct", "blur", "z_map", "even_residual_map", "patchify", "modulate",
     "paired_bootstrap", "pareto_front", "pgd_step", "false_alarms",
 )
 

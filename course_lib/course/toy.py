@@ -1,6 +1,6 @@
 """A complete DDPM in two dimensions: toy data, a small MLP denoiser, a training loop, and an exact oracle.
 
-Notebook 03 trains it in seconds on CPU. ``GaussianOracle`` is the exact optimal noise predictor for
+Notebook 04 trains it in seconds on CPU. ``GaussianOracle`` is the exact optimal noise predictor for
 Gaussian data, used by the tests and by notebook 03 to show why L_simple works.
 """
 from __future__ import annotations

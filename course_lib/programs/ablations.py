@@ -24,7 +24,7 @@ With ``--levels`` it instead scores one timestep at a time (:func:`level_sweep`)
 ``results/levels-textures-validation.md``: which noise level sees which kind of defect.
 
 :data:`DESIGN_VARIANTS` are the design choices the paper leaves open (schedule, T, width, training length,
-U-Net or DiT, the reconstruction's t* and K), run one at a time by notebook 09 with :func:`run_variant`.
+U-Net or DiT, the reconstruction's t* and K), run one at a time by notebook 11 with :func:`run_variant`.
 
 Trained models are cached like everywhere else (the checkpoint name hashes the training images and
 the settings), so a rerun only scores (about 35 minutes in the ``cpu`` profile on 2 CPU cores). A fresh
@@ -86,7 +86,7 @@ VARIANTS: tuple[Variant, ...] = (
 )
 
 
-# The design choices the paper leaves open (notebook 09), one at a time against the benchmark's detector:
+# The design choices the paper leaves open (notebook 11), one at a time against the benchmark's detector:
 # the schedule, T, the reconstruction score's t* and K, the width, the training length and the network.
 DESIGN_VARIANTS: tuple[Variant, ...] = (
     Variant("noise score (benchmark)"),

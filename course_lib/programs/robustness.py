@@ -1,5 +1,5 @@
 """Robustness of anomaly detectors: nuisances that a person would still call normal, and adversarial
-perturbations that try to hide an anomaly (notebook 09).
+perturbations that try to hide an anomaly (notebook 11).
 
     x = perturb(normals, "jpeg", severity=3, seed=0)             # severity 0 is the identity
     study = fit_on_validation("textures", "grass", ["iforest", "ddpm-unet/noise"], prof)

@@ -1,4 +1,4 @@
-"""Self-checks for the exercises of notebook 08 (reading a benchmark).
+"""Self-checks for the exercises of notebook 10 (reading a benchmark).
 
 * ``check_paired_bootstrap``: the interval for a difference of two AUROCs, checked against sklearn for
   the point estimate and against DeLong's closed-form standard error (an independent route) for its width.

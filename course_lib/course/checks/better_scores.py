@@ -1,4 +1,4 @@
-"""Self-checks for the exercises of notebook 06 (making the noise score better).
+"""Self-checks for the exercises of notebook 07 (making the noise score better).
 
 * ``check_z_map``: the calibrated anomaly map, checked against ``anomaly_maps.calibrate_maps`` and
   ``standardize_maps`` in float64 on level maps built so that each typical mistake changes the answer.

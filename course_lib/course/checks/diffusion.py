@@ -1,4 +1,5 @@
-"""Self-checks for the exercises of notebooks 02 (forward diffusion) and 03 (reverse process, ELBO).
+"""Self-checks for the exercises of notebooks 02 (forward diffusion), 03 (the ELBO) and
+04 (sampling and the score).
 
 Each check calls the learner's function on small cases (float64) and compares it with an independent
 reference: numpy cumulative products, Gaussian conditioning, ``torch.distributions``.
@@ -14,7 +15,7 @@ import torch
 from course_lib.course.checks._core import call_learner as _run, fail, passed
 
 __all__ = ["check_alphas_cumprod", "check_q_sample", "check_posterior", "check_normal_kl", "check_elbo_term",
-           "check_ddim_update"]
+           "check_ddim_update", "check_parameterizations"]
 
 
 def _numbers(x, what: str, name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -183,7 +184,7 @@ def check_elbo_term(fn: Callable) -> bool:
     return passed(what)
 
 
-# --- 03: one DDIM step --------------------------------------------------------------------------------
+# --- 04: one DDIM step --------------------------------------------------------------------------------
 def check_ddim_update(fn: Callable) -> bool:
     """``fn(x_t, eps_hat, abar_t, abar_prev, eta, z) -> x_prev``: the DDIM step of Song et al. (2021, eq. 12)
     with sigma_t(eta) of eq. 16. Checked against the DDPM posterior (eta = 1 between consecutive levels must
@@ -242,4 +243,43 @@ def check_ddim_update(fn: Callable) -> bool:
                    f"{np.abs(got - want).max():.3g}.",
              "The direction term is sqrt(1 - abar_prev - sigma^2) eps_hat: the noise z takes its share sigma^2 "
              "of the variance 1 - abar_prev.")
+    return passed(what)
+
+
+# --- 04: eps, x_0 and v -------------------------------------------------------------------------------
+def _pair(out, what: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        fail(what, f"the function returned {type(out).__name__}, expected a pair (x0_hat, v_hat).",
+             "Return both: `return x0_hat, v_hat`.")
+    return _numbers(out[0], what, "x0_hat", shape), _numbers(out[1], what, "v_hat", shape)
+
+
+def check_parameterizations(fn: Callable) -> bool:
+    """``fn(x_t, eps_hat, abar_t) -> (x0_hat, v_hat)``: the data point and the velocity (Salimans & Ho 2022)
+    that a noise prediction implies at a level with abar_t. hat x_0 is checked by noising it back with eps_hat
+    (it must give x_t), hat v against v = sqrt(abar) eps - sqrt(1 - abar) x_0 in float64, with the two ends of
+    the chain (v = eps where abar = 1, v = -x_0 where abar = 0) as the hint."""
+    what = "eps, x_0 and v"
+    x_t, eps_hat = _rng_tensors(5, (9,), (9,))
+    for abar in (0.999, 0.6, 0.05):
+        x0_got, v_got = _pair(_run(fn, what, x_t.clone(), eps_hat.clone(), abar), what, (9,))
+        back = math.sqrt(abar) * x0_got + math.sqrt(1 - abar) * eps_hat.numpy()        # q(x_t | x_0) with eps_hat
+        if not np.allclose(back, x_t.numpy(), rtol=1e-6, atol=1e-9):
+            fail(what, f"at abar_t = {abar}, noising your x0_hat with eps_hat (notebook 02's closed form) does not "
+                       f"give x_t back: off by up to {np.abs(back - x_t.numpy()).max():.3g}.",
+                 "x_t was made from x_0 and the noise by the closed form of notebook 02; solve it for x_0.")
+        x0 = (x_t - math.sqrt(1 - abar) * eps_hat) / math.sqrt(abar)
+        want = (math.sqrt(abar) * eps_hat - math.sqrt(1 - abar) * x0).numpy()
+        if np.allclose(v_got, want, rtol=1e-6, atol=1e-9):
+            continue
+        if np.allclose(v_got, -want, rtol=1e-6, atol=1e-9):
+            fail(what, f"at abar_t = {abar} your v_hat has the opposite sign.",
+                 "In Salimans & Ho's convention v is +eps where abar_t = 1 and -x_0 where abar_t = 0.")
+        swapped = (math.sqrt(abar) * x0 - math.sqrt(1 - abar) * eps_hat).numpy()
+        if np.allclose(v_got, swapped, rtol=1e-6, atol=1e-9):
+            fail(what, f"at abar_t = {abar} the noise and the data point have swapped places in your v_hat.",
+                 "v is +eps where abar_t = 1 and -x_0 where abar_t = 0.")
+        fail(what, f"at abar_t = {abar} your v_hat is off by up to {np.abs(v_got - want).max():.3g}.",
+             "v mixes eps and x_0 with the square roots of abar_t and 1 - abar_t; check it at the ends: "
+             "v = eps where abar_t = 1, v = -x_0 where abar_t = 0.")
     return passed(what)

@@ -1,4 +1,4 @@
-"""Self-checks for the exercises of notebook 07 (the Diffusion Transformer).
+"""Self-checks for the exercises of notebook 08 (the Diffusion Transformer).
 
 * ``check_patchify``: cutting images into p x p patch tokens, compared with a patch-by-patch loop in
   numpy written here (not with course_lib's own ``patchify``).

@@ -1,4 +1,4 @@
-"""Self-checks for the exercises of notebook 09 (robustness).
+"""Self-checks for the exercises of notebook 11 (robustness).
 
 * ``check_pgd_step``: one step of projected gradient descent, against a direct computation, with a hint
   for each usual slip (up the gradient, the raw gradient instead of its sign, no projection, no clamp).

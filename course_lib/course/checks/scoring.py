@@ -1,4 +1,4 @@
-"""Self-checks for the exercises of notebook 05 (anomaly scores from a diffusion model).
+"""Self-checks for the exercises of notebook 06 (anomaly scores from a diffusion model).
 
 * ``check_noise_prediction_map``: the per-pixel noise-prediction error at one timestep, checked with
   an *oracle* denoiser whose optimal noise prediction is known in closed form (Gaussian data), in float64.

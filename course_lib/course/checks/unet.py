@@ -1,4 +1,4 @@
-"""Self-checks for the exercises of notebook 04 (the DDPM U-Net and its training loop).
+"""Self-checks for the exercises of notebook 05 (the DDPM U-Net and its training loop).
 
 Each check calls the learner's function on small cases and compares it with values computed here
 directly from the formula in float64 (not with course_lib's own implementation).

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     config.seed_everything(seeds[0])
     viz.set_style()
     # --full reads the committed grid as a cache of record; the other runs compute (and keep) their cells, with
-    # the per-image scores that notebook 08 reads and the committed CSV leaves out
+    # the per-image scores that notebook 10 reads and the committed CSV leaves out
     record = results_dir() / "benchmark.csv" if kind == "full" else None
     if shard[1] > 1:
         print(f"benchmark ({kind}, profile {prof.name}): shard {shard[0]} of {shard[1]} of {len(cells)} cells "

@@ -43,7 +43,7 @@ def to_markdown(summary: pd.DataFrame, prof: config.Profile, seeds: list[int]) -
     lines = [f"Profile `{prof.name}`, test split; mean ± std over categories and seeds "
              f"({', '.join(map(str, seeds))}). fit s = training seconds (diffusion) or fit seconds (baselines), "
              "and ms / image, are medians over the cells, which ran at different times and loads: for a fair "
-             "comparison of costs see notebook 07, which times them side by side. "
+             "comparison of costs see notebook 08, which times them side by side. "
              "NFE = network evaluations per image."
              + (f" val AUROC = the same method on the validation split (seed {seeds[0]}, every category; "
                 "models trained on the validation training images), where the settings were chosen."
