@@ -304,3 +304,30 @@ def test_the_summary_reports_the_pooled_digits_c_apart_from_its_single_corruptio
     assert summary.loc["digits-c", "auroc"] == 0.8 and summary.loc["digits-c", "cells"] == 1
     assert summary.loc["digits-c per corruption", "auroc"] == pytest.approx(0.95)
     assert summary.loc["digits", "auroc"] == 0.7
+
+
+def test_a_datasets_own_settings_run_its_cells_and_key_them_and_leave_other_datasets_alone(tmp_path, monkeypatch):
+    from dataclasses import replace
+    monkeypatch.setitem(data.TASKS, "digits", replace(data.TASKS["digits"], settings={"smoke": {"n_train": 20}}))
+    own = data.task_profile("digits", SMOKE)
+    assert own.n_train == 20 and own.name == "smoke" and own.fingerprint() != SMOKE.fingerprint()
+    assert data.task_profile("textures", SMOKE) is SMOKE
+    cells = [bench.Cell("digits", "0", "iforest", 0), bench.Cell("textures", "brick", "iforest", 0)]
+    df = bench.run(cells, SMOKE)
+    assert df.loc[0, "fingerprint"] == own.fingerprint() and df.loc[1, "fingerprint"] == SMOKE.fingerprint()
+    sources = bench.compute.Sources(SMOKE)
+    assert len(sources.get(cells[0]).train) == 20 and len(sources.get(cells[1]).train) == SMOKE.n_train
+    # the cached digits cell is found again under the same settings, and recomputed when they change
+    row = json.loads((bench.cache_dir(SMOKE) / cells[0].filename).read_text())
+    assert bench.cache.read_cell(bench.cache_dir(SMOKE) / cells[0].filename, cells[0], SMOKE) == row
+    monkeypatch.setitem(data.TASKS, "digits", replace(data.TASKS["digits"], settings={"smoke": {"n_train": 30}}))
+    with pytest.warns(UserWarning, match="another cell: fingerprint"):
+        assert bench.cache.read_cell(bench.cache_dir(SMOKE) / cells[0].filename, cells[0], SMOKE) is None
+
+
+@pytest.mark.parametrize("settings, word", [({"smoke": {"n_trian": 5}}, "n_trian"), ({"smoke": {"name": "cpu"}}, "name")])
+def test_a_setting_that_is_not_a_profile_field_is_named(settings, word, monkeypatch):
+    from dataclasses import replace
+    monkeypatch.setitem(data.TASKS, "digits", replace(data.TASKS["digits"], settings=settings))
+    with pytest.raises(ValueError, match=rf"dataset 'digits'.*\['{word}'\].*registry\.py"):
+        data.task_profile("digits", SMOKE)

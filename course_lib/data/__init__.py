@@ -20,14 +20,15 @@ from .folders import MVTEC_CATEGORIES  # noqa: F401
 from .offline import DIGIT_CLASSES, PHOTO_CLASSES  # noqa: F401
 from .own_images import load_own_task  # noqa: F401
 from .protocols import PROTOCOLS  # noqa: F401
-from .registry import TASKS, Dataset, dataset, grid_categories, offline_tasks, task_categories  # noqa: F401
+from .registry import (TASKS, Dataset, dataset, grid_categories, offline_tasks, task_categories,  # noqa: F401
+                       task_profile)
 from .task import AnomalyTask, as_images, check_images  # noqa: F401
 from .real import CIFAR10_CLASSES, MNIST_C_CORRUPTIONS, MNIST_CLASSES  # noqa: F401
 from .textures import DEFECTS, TEXTURE_CLASSES, add_defect  # noqa: F401
 from .validation import with_synthetic_defects
 
 __all__ = ["AnomalyTask", "as_images", "check_images", "load_task", "TASKS", "Dataset", "dataset",
-           "task_categories", "grid_categories", "offline_tasks", "CORRUPTIONS", "corrupt", "DEFECTS",
+           "task_categories", "grid_categories", "offline_tasks", "task_profile", "CORRUPTIONS", "corrupt", "DEFECTS",
            "add_defect", "PROTOCOLS", "load_own_task", "DIGIT_CLASSES", "PHOTO_CLASSES", "TEXTURE_CLASSES",
            "CIFAR10_CLASSES", "MNIST_CLASSES", "MNIST_C_CORRUPTIONS", "MVTEC_CATEGORIES"]
 

@@ -7,8 +7,10 @@ dataset is one :class:`Dataset` record here and one builder.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Literal, Union
+from dataclasses import dataclass, field, fields, replace
+from typing import Callable, Literal, Mapping, Union
+
+from ..config import Profile
 
 from .fetch import Resource
 from .folders import MINI_IMAGENET_URL, MVTEC_CATEGORIES, MVTEC_URL, build_mini_imagenet, build_mvtec
@@ -50,6 +52,10 @@ class Dataset:
     source: str | None = None          # the page that describes it
     resources: tuple[Resource, ...] = ()   # the files the downloader fetches, with their checksums
     downloads_itself: bool = False     # load_task fetches it when first asked (on Colab by default)
+    # --- the settings its tasks use instead of the profile's, per profile name ----------------------------
+    # e.g. {"cpu": {"digits_size": 28}}: chosen on validation data (results/<name>-validation.md); the
+    # benchmark fits and scores this dataset's cells with them (task_profile), and no other dataset's
+    settings: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
     @property
     def offline(self) -> bool:
@@ -116,6 +122,17 @@ TASKS: dict[str, Dataset] = {d.name: d for d in [
             licence="ImageNet terms of access (non-commercial research and education); split of Ravi & Larochelle "
             "(2017)", source=MINI_IMAGENET_URL),
 ]}
+
+
+def task_profile(name: str, prof: Profile) -> Profile:
+    """The profile that the tasks of dataset `name` run with: `prof`, with the dataset's own settings for
+    `prof`'s name in place of the profile's fields (its `settings`; most datasets have none)."""
+    own = dict(dataset(name).settings.get(prof.name, {}))
+    unknown = sorted(set(own) - {f.name for f in fields(Profile)} | ({"name"} & set(own)))
+    if unknown:
+        raise ValueError(f"dataset {name!r}: its settings for the {prof.name!r} profile name {unknown}, which are "
+                         f"not profile fields it may change; fix TASKS[{name!r}].settings in course_lib/data/registry.py.")
+    return replace(prof, **own) if own else prof
 
 
 def dataset(name: str) -> Dataset:

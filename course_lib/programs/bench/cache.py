@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from course_lib import config
+from course_lib import config, data
 from course_lib.atomic import write_text_atomic
 from course_lib.programs.bench.grid import Cell
 
@@ -24,9 +24,10 @@ def cache_dir(prof: config.Profile, root: Path | None = None) -> Path:
 
 
 def cell_key(cell: Cell, prof: config.Profile) -> dict:
-    """What a stored row must say to be this cell's."""
+    """What a stored row must say to be this cell's: the fingerprint is that of the profile the cell runs
+    with (its dataset's, ``data.task_profile``), so changing one dataset's settings recomputes its cells only."""
     return {"task": cell.task, "category": cell.category, "method": cell.method, "seed": cell.seed,
-            "split": cell.split, "profile": prof.name, "fingerprint": prof.fingerprint()}
+            "split": cell.split, "profile": prof.name, "fingerprint": data.task_profile(cell.task, prof).fingerprint()}
 
 
 def check_row(row, cell: Cell, prof: config.Profile) -> None:

@@ -48,8 +48,8 @@ class Sources:
         if source not in self.loaded:
             self.loaded.clear()
             try:
-                self.loaded[source] = data.load_task(cell.task, cell.category, seed=cell.seed, profile=self.prof,
-                                                     split=cell.split)
+                self.loaded[source] = data.load_task(cell.task, cell.category, seed=cell.seed, split=cell.split,
+                                                     profile=data.task_profile(cell.task, self.prof))
             except FileNotFoundError as err:   # a real dataset absent or only partly present
                 where = "" if cell.split == "test" else f" ({cell.split})"
                 tqdm.write(f"skipping {cell.task}/{cell.category} seed {cell.seed}{where}: "
@@ -60,9 +60,11 @@ class Sources:
 
 
 def compute_cell(cell: Cell, prof: config.Profile, sources: Sources) -> dict | None:
-    """The row of one cell, or None when its task cannot be loaded."""
+    """The row of one cell, or None when its task cannot be loaded. The cell runs with its dataset's
+    profile (``data.task_profile``: the profile, with the dataset's own settings if it has any)."""
     task = sources.get(cell)
     if task is None:
         return None
+    tprof = data.task_profile(cell.task, prof)
     return {"task": cell.task, "category": cell.category, "split": cell.split, "profile": prof.name,
-            "fingerprint": prof.fingerprint(), **run_cell(task, cell.method, prof, cell.seed)}
+            "fingerprint": tprof.fingerprint(), **run_cell(task, cell.method, tprof, cell.seed)}
