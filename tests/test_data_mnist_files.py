@@ -102,3 +102,13 @@ def test_the_default_size_is_the_profiles_and_the_same_digits_are_chosen(officia
     assert torch.equal(small.labels, full.labels) and small.kinds == full.kinds
     shrunk = torch.nn.functional.interpolate(full.train[:8], size=CPU.digits_size, mode="area")
     assert (shrunk - small.train[:8]).abs().mean() < 0.1          # the same digits, resized
+
+
+def test_mnist_corrupted_holds_real_test_digits_clean_and_corrupted(official):
+    _, lookup = official
+    task = load_task("mnist-corrupted", "all", profile=CPU, image_size=28)
+    assert all(found for found in labels_of(task.train, lookup["train"]))           # clean training digits
+    normal, anomalous = task.images[task.labels == 0], task.images[task.labels == 1]
+    labels_of(normal, lookup["test"])                                                # clean test digits
+    assert not any(x.tobytes() in lookup["test"] for x in as_uint8(anomalous))       # every anomaly corrupted
+    assert len(normal) == len(anomalous) == CPU.n_test // 2

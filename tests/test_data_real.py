@@ -121,6 +121,57 @@ def test_cifar10_missing_names_path_url_and_download(tmp_path):
         load_task("cifar10", profile=SMOKE, root=tmp_path)
 
 
+# --- mnist-corrupted: the real MNIST files with the course's own corruptions ---------------------------
+@pytest.fixture()
+def mnist_split_root(tmp_path):
+    """As mnist_root, but every test-file image is 5 levels brighter, so the two files cannot be confused."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for split, n, offset in (("train", 4, 0), ("t10k", 3, 5)):
+        x, y = _digit_set(n)
+        _write_idx(raw / f"{split}-images-idx3-ubyte", (x + offset * (x > 9)).astype(np.uint8))
+        _write_idx(raw / f"{split}-labels-idx1-ubyte", y)
+    return tmp_path
+
+
+def _file_images(root, split) -> set:
+    from course_lib.data.real import _mnist_pools
+    x_tr, _, x_te, _ = _mnist_pools(root, False)
+    return {img.tobytes() for img in (x_tr if split == "train" else x_te)}
+
+
+def test_mnist_corrupted_trains_on_clean_training_digits_and_corrupts_half_the_test_digits(mnist_split_root):
+    task = load_task("mnist-corrupted", "all", profile=SMOKE, root=mnist_split_root, image_size=28)
+    train_file, test_file = _file_images(mnist_split_root, "train"), _file_images(mnist_split_root, "test")
+    as_bytes = lambda imgs: [_value(x[0]).astype(np.uint8).tobytes() for x in imgs]   # noqa: E731
+    assert len(task.train) == 40 and all(b in train_file for b in as_bytes(task.train))
+    normal = task.images[task.labels == 0]
+    anomalous = task.images[task.labels == 1]
+    assert len(normal) == len(anomalous) == 15 and all(b in test_file for b in as_bytes(normal))
+    assert not any(b in test_file or b in train_file for b in as_bytes(anomalous))      # every one corrupted
+    kinds = [k for k, y in zip(task.kinds, task.labels.tolist()) if y == 1]
+    assert sorted(kinds) == sorted(CORRUPTIONS)                                          # equal shares: one each
+    assert task.name == "mnist-corrupted/all" and "not" not in task.description and "own" in task.description
+    fog = load_task("mnist-corrupted", "fog", profile=SMOKE, root=mnist_split_root)
+    assert {k for k in fog.kinds if k != "normal"} == {"fog"}
+
+
+def test_mnist_corrupted_validation_reads_the_training_file_alone(mnist_split_root):
+    val = load_task("mnist-corrupted", "all", profile=SMOKE, root=mnist_split_root, image_size=28, split="validation")
+    test_file = _file_images(mnist_split_root, "test")
+    clean = torch.cat([val.train, val.images[val.labels == 0]])
+    assert val.split == "validation" and not any(_value(x[0]).astype(np.uint8).tobytes() in test_file for x in clean)
+    assert not (_value(clean[:, 0, 1:, 1:]) % 10 == 5).any()         # no pixel carries the test file's offset
+
+
+def test_mnist_corrupted_is_fetched_as_mnist(monkeypatch, tmp_path):
+    from course_lib.data import download as dl
+    got = []
+    monkeypatch.setattr(dl, "_mnist", lambda info, root, keep, progress: got.append(info.name) or root)
+    dl.download("mnist-corrupted", root=tmp_path)
+    assert got == ["mnist"]
+
+
 # --- MNIST-C: mnist_c/<corruption>/{train,test}_{images,labels}.npy ---------------------------------------
 @pytest.fixture()
 def mnist_c_root(tmp_path):

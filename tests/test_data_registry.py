@@ -44,14 +44,18 @@ def test_a_new_dataset_is_one_record_and_one_builder(monkeypatch):
 def test_every_list_of_datasets_comes_from_the_records():
     assert list(data.TASKS) == list(registry.TASKS)
     assert data.offline_tasks() == [n for n, d in registry.TASKS.items() if d.folder is None]
-    assert list(dl.DATASETS) == ["cifar10", "mnist", "mnist-c", "mvtec", "mini-imagenet"]
+    assert list(dl.DATASETS) == ["cifar10", "mnist", "mnist-corrupted", "mnist-c", "mvtec", "mini-imagenet"]
     assert dl.RESOURCES["mnist"] == registry.TASKS["mnist"].resources and dl.RESOURCES["mini-imagenet"] == ()
-    assert [n for n, d in registry.TASKS.items() if d.downloads_itself] == ["cifar10", "mnist", "mnist-c"]
+    assert [n for n, d in registry.TASKS.items() if d.downloads_itself] == ["cifar10", "mnist", "mnist-corrupted",
+                                                                             "mnist-c"]
+    assert [n for n, d in registry.TASKS.items() if d.reads] == ["mnist-corrupted"]
+    assert registry.TASKS["mnist-corrupted"].resources == registry.TASKS["mnist"].resources
     for name, d in registry.TASKS.items():
         assert d.default_category in d.categories and set(data.grid_categories(name)) <= set(d.categories)
         assert callable(d.validation) == d.offline                      # offline: its own validation builder
         assert d.offline or d.validation in ("class-split", "synthetic-defects")
-    assert [n for n, d in registry.TASKS.items() if d.resources] == ["cifar10", "mnist", "mnist-c", "mvtec"]
+    assert [n for n, d in registry.TASKS.items() if d.resources] == ["cifar10", "mnist", "mnist-corrupted", "mnist-c",
+                                                                      "mvtec"]
 
 
 def test_an_unknown_dataset_is_named_with_the_valid_ones():

@@ -345,7 +345,7 @@ def test_mini_imagenet_built_from_imagenet_then_checked(tmp_path, capsys):
 def test_cli_unknown_name_lists_the_valid_ones(tmp_path, capsys):
     assert dl.main(["cifar10", "imagenet", "--root", str(tmp_path)]) != 0
     err = capsys.readouterr().err
-    assert "'imagenet'" in err and "cifar10, mnist, mnist-c, mvtec, mini-imagenet" in err
+    assert "'imagenet'" in err and "cifar10, mnist, mnist-corrupted, mnist-c, mvtec, mini-imagenet" in err
     assert list(tmp_path.iterdir()) == []                                      # nothing was started
     with pytest.raises(ValueError, match="valid: cifar10, mnist"):
         dl.download("cifar", root=tmp_path)

@@ -302,6 +302,8 @@ def download(name: str, *, root: str | Path | None = None, archive: str | Path |
                                    ("imagenet", imagenet, ("mini-imagenet",)), ("splits", splits, ("mini-imagenet",))):
         if value is not None and name not in allowed:
             raise ValueError(f"{name}: {option} applies only to {', '.join(allowed)}.")
+    if DATASETS[name].reads:                       # built from another dataset's files: fetch those
+        return download(DATASETS[name].reads, root=root, keep_archive=keep_archive, progress=progress)
     info = DATASETS[name]
     root = Path(root).expanduser() if root is not None else config.data_root()
     root.mkdir(parents=True, exist_ok=True)

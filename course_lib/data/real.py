@@ -107,9 +107,8 @@ def build_cifar10(category: str, *, protocol: str, seed: int, profile: Profile, 
                        image_size or profile.photo_size, validation)
 
 
-def build_mnist(category: str, *, protocol: str, seed: int, profile: Profile, root: Path,
-                download: bool, image_size: int | None = None, validation: bool = False) -> AnomalyTask:
-    check_protocol(protocol, "mnist")
+def _mnist_pools(root: Path, download: bool) -> tuple[np.ndarray, ...]:
+    """The official MNIST splits as uint8 arrays: (x_train (60000, 28, 28), y_train, x_test (10000, 28, 28), y_test)."""
     from torchvision.datasets import MNIST
     raw = root / "MNIST" / "raw"
     if not download and not all((raw / f).exists() for f in MNIST_FILES):
@@ -117,9 +116,51 @@ def build_mnist(category: str, *, protocol: str, seed: int, profile: Profile, ro
                        f"--root {root} (it downloads the four .gz files from {MNIST_URL}, checks and unzips them).")
     tr = _torchvision(MNIST, root, True, download, "MNIST")
     te = _torchvision(MNIST, root, False, download, "MNIST")
-    pools = (tr.data.numpy(), tr.targets.numpy(), te.data.numpy(), te.targets.numpy())  # (N, 28, 28)
-    return _class_task("mnist", MNIST_CLASSES, category, protocol, seed, profile, pools,
+    return tr.data.numpy(), tr.targets.numpy(), te.data.numpy(), te.targets.numpy()
+
+
+def build_mnist(category: str, *, protocol: str, seed: int, profile: Profile, root: Path,
+                download: bool, image_size: int | None = None, validation: bool = False) -> AnomalyTask:
+    check_protocol(protocol, "mnist")
+    return _class_task("mnist", MNIST_CLASSES, category, protocol, seed, profile, _mnist_pools(root, download),
                        image_size or profile.digits_size, validation)
+
+
+def build_mnist_corrupted(category: str, *, protocol: str, seed: int, profile: Profile, root: Path,
+                          download: bool, image_size: int | None = None, validation: bool = False) -> AnomalyTask:
+    """Real MNIST digits with the course's own MNIST-C corruptions (:mod:`.corruptions`), as ``digits-c``
+    makes them for sklearn's digits; not the published MNIST-C arrays (``mnist-c``). Train: clean training
+    digits of every class. Test: half clean test digits, half corrupted ones (by `category`, or in equal
+    shares under "all"); no digit is both. With `validation`, both halves of the official training split
+    instead: training digits from one, validation digits, clean or corrupted, from the other."""
+    from .offline import corrupt_in_equal_shares
+    check_protocol(protocol, "mnist-corrupted", ("one-class",))
+    size = image_size or profile.digits_size
+    x_tr, y_tr, x_te, _ = _mnist_pools(root, download)
+    fit, held = validation_halves(y_tr, seed) if validation else (np.arange(len(x_tr)), np.arange(len(x_te)))
+    pool = x_tr if validation else x_te
+    rng = np.random.default_rng([seed, 7])
+
+    def prep(x: np.ndarray) -> torch.Tensor:   # uint8 (n, 28, 28) -> (n, 1, size, size) in [-1, 1]
+        return resize(to_unit_range(x, 255.0)[:, None], size)
+
+    train = prep(x_tr[np.sort(take(rng, fit, profile.n_train))])
+    order = held[rng.permutation(len(held))]
+    n_norm = n_anom = min(profile.n_test // 2, len(order) // 2)
+    names = list(CORRUPTIONS) if category == "all" else [category]
+    anomalies, kind_of = corrupt_in_equal_shares(prep(pool[np.sort(order[n_norm:n_norm + n_anom])]), names, rng,
+                                                 seed_base=seed * 1000)
+    test = torch.cat([prep(pool[np.sort(order[:n_norm])]), anomalies])
+    labels = np.r_[np.zeros(n_norm, np.int64), np.ones(n_anom, np.int64)]
+    kinds = ["normal"] * n_norm + [str(k) for k in kind_of]
+    perm = rng.permutation(len(test))
+    return AnomalyTask(
+        name=f"mnist-corrupted/{category}" + (" (validation)" if validation else ""),
+        description=f"real MNIST at {size}px: clean digits are normal, digits with the course's own MNIST-C "
+                    f"corruptions ({category}) are anomalies"
+                    + ("; validation digits from the official train split." if validation else "."),
+        train=train, images=test[torch.as_tensor(perm)], labels=torch.as_tensor(labels[perm]),
+        kinds=[kinds[i] for i in perm], split="validation" if validation else "test")
 
 
 def _mnist_c_arrays(root: Path, corruption: str, split: str) -> tuple[np.ndarray, np.ndarray]:

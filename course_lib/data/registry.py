@@ -16,7 +16,7 @@ from .fetch import Resource
 from .folders import MINI_IMAGENET_URL, MVTEC_CATEGORIES, MVTEC_URL, build_mini_imagenet, build_mvtec
 from .offline import DIGIT_CLASSES, PHOTO_CLASSES, build_digits, build_digits_c, build_photos_32, build_photos_64
 from .real import (CIFAR10_CLASSES, CIFAR10_URL, MNIST_C_CORRUPTIONS, MNIST_C_URL, MNIST_CLASSES, MNIST_URL,
-                   build_cifar10, build_mnist, build_mnist_c)
+                   build_cifar10, build_mnist, build_mnist_c, build_mnist_corrupted)
 from .corruptions import CORRUPTIONS
 from .task import AnomalyTask
 from .textures import TEXTURE_CLASSES, build_textures
@@ -52,6 +52,7 @@ class Dataset:
     source: str | None = None          # the page that describes it
     resources: tuple[Resource, ...] = ()   # the files the downloader fetches, with their checksums
     downloads_itself: bool = False     # load_task fetches it when first asked (on Colab by default)
+    reads: str | None = None           # the dataset whose files it is built from, if another's (the downloader fetches those)
     # --- the settings its tasks use instead of the profile's, per profile name ----------------------------
     # e.g. {"cpu": {"digits_size": 28}}: chosen on validation data (results/<name>-validation.md); the
     # benchmark fits and scores this dataset's cells with them (task_profile), and no other dataset's
@@ -101,6 +102,13 @@ TASKS: dict[str, Dataset] = {d.name: d for d in [
             "MNIST (torchvision), resized to digits_size; one-class over the 10 digits.", "class-split",
             folder="MNIST/raw", size="11 MiB (4 gz files)", licence="no licence stated; cite LeCun et al. (1998)",
             source="http://yann.lecun.com/exdb/mnist/", resources=_MNIST_RESOURCES, downloads_itself=True),
+    # mnist-corrupted: the real digits with the course's own corruptions; it reads MNIST's files
+    Dataset("mnist-corrupted", build_mnist_corrupted, ("all",) + CORRUPTIONS, "all",
+            "real MNIST digits: clean = normal, the course's own MNIST-C corruptions (as digits-c) = anomalies; "
+            "not the published MNIST-C arrays (mnist-c).", "class-split",
+            folder="MNIST/raw", size="11 MiB (4 gz files)", licence="no licence stated; cite LeCun et al. (1998)",
+            source="http://yann.lecun.com/exdb/mnist/", resources=_MNIST_RESOURCES, downloads_itself=True,
+            reads="mnist", grid=("all",) + CORRUPTIONS),
     Dataset("mnist-c", build_mnist_c, ("all",) + MNIST_C_CORRUPTIONS, "all",
             "MNIST-C (Mu & Gilmer 2019): clean digits normal, each corruption an anomaly type.", "class-split",
             folder="mnist_c", size="about 245 MB", licence="CC BY 4.0; cite Mu & Gilmer (2019)", source=MNIST_C_URL,
