@@ -169,6 +169,16 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+FAST_PATHS_ENV = "COURSE_FAST_PATHS"
+
+
+def fast_paths(device: torch.device) -> bool:
+    """Whether training and scoring take the accelerator's paths (channels_last, and bf16 autocast where the
+    profile asks for it): on CUDA; elsewhere only when ``$COURSE_FAST_PATHS=1``, which the gpu-profile test
+    sets to run those very lines on the CPU."""
+    return device.type == "cuda" or os.environ.get(FAST_PATHS_ENV) == "1"
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (all devices)."""
     random.seed(seed)

@@ -163,8 +163,8 @@ class DiffusionDetector(Detector):
         only its inputs and runs its forward pass again during the backward pass (activation
         checkpointing): the same gradients, a fraction of the memory, one more forward pass per call."""
         sc = self.settings
-        with torch.autocast(self.device_.type, dtype=torch.bfloat16, enabled=self.profile.bf16 and
-                            self.device_.type == "cuda"):
+        with torch.autocast(self.device_.type, dtype=torch.bfloat16,
+                            enabled=self.profile.bf16 and config.fast_paths(self.device_)):
             if sc.score == "reconstruction":
                 model = _recomputed_in_backward(self.model_) if recompute and x.requires_grad else self.model_
                 r = reconstruction_error(self.diffusion_, model, x, sc.t_stars, steps=sc.steps,

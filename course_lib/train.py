@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .checkpoints import check_compatible, data_fingerprint, load_checkpoint, save_checkpoint
-from .config import Profile, checkpoint_dir, get_device
+from .config import Profile, checkpoint_dir, fast_paths, get_device
 from .data.task import check_images
 
 
@@ -40,7 +40,7 @@ class TrainConfig:
     ema_decay: float = 0.999            # EMA decay, warmed up as min(decay, (1+n)/(10+n)) after n updates
     log_every: int = 50                 # update the progress bar's mean loss every this many steps
     seed: int = 0                       # seeds the minibatches, timesteps, noise and dropout
-    bf16: bool = False                  # bf16 autocast (CUDA only; ignored on other devices)
+    bf16: bool = False                  # bf16 autocast (CUDA only, unless config.fast_paths says otherwise)
     compile: bool = False               # torch.compile the model (CUDA only; ignored on other devices)
     checkpoint_path: str | None = None  # save a checkpoint here ...
     checkpoint_every: int = 0           # ... every this many steps (0: only at the end)
@@ -155,7 +155,7 @@ def train(model: nn.Module, diffusion, images: torch.Tensor, config: TrainConfig
     device = _this_process_device(device)
     extra = {"data": data_fingerprint(images), "diffusion": diffusion_key(diffusion)}
     model.to(device).train()
-    if device.type == "cuda":
+    if fast_paths(device):
         model.to(memory_format=torch.channels_last)   # faster convolutions with tensor cores
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     ckpt = _resume(resume, model, optimizer, config, extra) if resume is not None else None
@@ -241,7 +241,7 @@ class _Batches:
         n, rows = self.config.batch_size, self.rows
         idx = torch.randint(len(self.images), (n,), generator=self.data_gen)[rows]
         x0 = self.source[idx.to(self.source.device)].to(self.device, non_blocking=True)      # (B, C, H, W)
-        if self.device.type == "cuda":
+        if fast_paths(self.device):
             x0 = x0.contiguous(memory_format=torch.channels_last)
         t = self.diffusion.mark_checked(self.diffusion.sample_t(n, generator=self.noise_gen, device=self.device)[rows])
         noise = torch.randn((n, *self.images.shape[1:]), generator=self.noise_gen, device=self.device)[rows]
@@ -253,7 +253,7 @@ def _gradient_step(forward, model: nn.Module, optimizer, diffusion, batch, lr: f
     """One AdamW step on L_simple of `batch` = (x_0, t, eps), the gradient norm clipped; returns the loss."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda"):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and fast_paths(device)):
         loss = diffusion.loss_simple(forward, *batch)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -368,7 +368,7 @@ def step_cost(model: nn.Module, diffusion, images: torch.Tensor, batch_size: int
         return tensor
 
     def one_step(count_activations: bool) -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and fast_paths(device)):
             if count_activations:
                 with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
                     loss = diffusion.loss_simple(model, x0)

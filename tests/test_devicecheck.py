@@ -9,7 +9,7 @@ def test_devicecheck_runs_and_writes_a_table(tmp_path, one_thread):
     text = out.read_text()
     assert status == 0 and "Failures: none" in text
     sizes = devicecheck.image_sizes(config.profile("smoke"))
-    assert sorted(sizes) == [(1, 16), (1, 32), (3, 16)]       # digits, textures, photos (RGB)
+    assert sizes == [(1, 16), (3, 16), (1, 32), (3, 32), (3, 64)]   # digits, photos, textures, MVTec, photos-64
     for preset in ("unet-tiny", "dit-ti4-d2"):           # one timing row per denoiser and image size
         for channels, side in sizes:
             assert f"| {preset} | {channels}x{side}x{side} | 16 |" in text

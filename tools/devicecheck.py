@@ -154,8 +154,10 @@ def time_size(prof: config.Profile, device: torch.device, size: int, channels: i
 
 
 def image_sizes(prof: config.Profile) -> list[tuple[int, int]]:
-    """(channels, side) of the images the profile trains on: digits, photos (RGB) and textures."""
-    return sorted({(1, prof.digits_size), (3, prof.photo_size), (1, prof.texture_size)}, key=lambda cs: cs[1])
+    """(channels, side) of the images the profile trains on: digits and MNIST, photos and CIFAR-10 (RGB),
+    textures, MVTec-AD (RGB at the texture side), photos-64 and Mini-ImageNet (RGB, at least 64 px)."""
+    return sorted({(1, prof.digits_size), (3, prof.photo_size), (1, prof.texture_size), (3, prof.texture_size),
+                   (3, max(64, prof.photo_size))}, key=lambda cs: (cs[1], cs[0]))
 
 
 def main(argv: list[str] | None = None) -> int:
