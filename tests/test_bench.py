@@ -137,13 +137,20 @@ def test_same_seed_same_auroc(tmp_path, monkeypatch, one_thread):
     assert runs[0] == runs[1]
 
 
-def test_bench_refuses_unknown_names(tmp_path):
-    with pytest.raises(SystemExit):
-        bench.main(["--tasks", "imagenet", "--out", str(tmp_path)])
-    with pytest.raises(ValueError, match="Unknown method.*iforest"):
-        bench.main(["--tasks", "digits-c", "--methods", "lof", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit):
-        bench.main(["--full", "--tasks", "digits", "--out", str(tmp_path)])
+@pytest.mark.parametrize("argv, words", [
+    (["--tasks", "imagenet"], ["'imagenet'", "valid tasks: digits"]),
+    (["--tasks", "digits-c", "--methods", "iforrest"], ["'iforrest'", "valid methods: iforest"]),
+    (["--tasks", "digits", "--categories", "1", "eleven"], ["['eleven']", "digits: 0, 1, 2"]),
+    (["--tasks", "digits", "--seeds", "0", "-1"], ["[-1]", ">= 0"]),
+    (["--profile", "turbo"], ["'turbo'", "Valid profiles: smoke"]),
+    (["--full", "--tasks", "digits"], ["--full runs the whole grid"]),
+])
+def test_bench_refuses_bad_input_in_one_line_before_any_work(argv, words, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench.cli, "run", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(argv + ["--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and all(w in err[-1] for w in words), err
 
 
 def test_image_score_follows_the_tasks_extent():

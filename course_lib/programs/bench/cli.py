@@ -10,7 +10,7 @@ from course_lib import config, data, viz
 from course_lib.programs import results_dir
 from course_lib.programs.bench.cache import cache_dir
 from course_lib.programs.bench.grid import FULL_CATEGORIES, grid_cells, parse_shard, quick_cells, validation_cells
-from course_lib.programs.bench.methods import METHODS
+from course_lib.programs.bench.methods import METHODS, check_methods
 from course_lib.programs.bench.report import write_tables
 from course_lib.programs.bench.runner import run
 
@@ -56,13 +56,23 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         shard = parse_shard(args.shard)
     except ValueError as err:
         ap.error(str(err))
-    prof = config.profile(args.profile)
+    try:
+        prof = config.profile(args.profile)
+    except ValueError as err:                      # an unknown name in --profile or $COURSE_PROFILE
+        ap.error(str(err))
     custom = any(v is not None for v in (args.tasks, args.categories, args.methods, args.seeds))
     if args.full and custom:
         ap.error("--full runs the whole grid; leave out --tasks, --categories, --methods and --seeds")
     bad = [t for t in args.tasks or [] if t not in data.TASKS]
     if bad:
         ap.error(f"unknown task(s) {bad}; valid tasks: {', '.join(data.TASKS)}")
+    try:
+        check_methods(args.methods or [])
+    except ValueError as err:
+        ap.error(str(err))
+    negative = [s for s in args.seeds or [] if s < 0]
+    if negative:
+        ap.error(f"--seeds {negative}: a seed is a whole number >= 0")
     seeds = args.seeds if args.seeds is not None else list(prof.seeds)
     if args.full:
         kind = "full"
@@ -74,8 +84,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         kind = "custom"
         tasks = args.tasks or data.offline_tasks()
         cats = {t: [c for c in args.categories or [] if c in data.task_categories(t)] for t in tasks}
-        if args.categories and not any(cats.values()):
-            ap.error(f"none of the categories {args.categories} belongs to the tasks {tasks}")
+        stray = [c for c in args.categories or [] if not any(c in data.task_categories(t) for t in tasks)]
+        if stray:
+            valid = "; ".join(f"{t}: {', '.join(data.task_categories(t))}" for t in tasks)
+            ap.error(f"--categories {stray} belong to none of the tasks {tasks} (their categories: {valid})")
         cells = grid_cells(tasks, args.methods or list(METHODS), seeds, cats)
     else:
         kind, cells = "quick", quick_cells(prof)
