@@ -156,11 +156,21 @@ def profile(name: str | None = None, **overrides) -> Profile:
 
 def get_device(prefer: str | None = None) -> torch.device:
     """cuda, then mps, then cpu; `prefer` (or `$COURSE_DEVICE`) forces one."""
+    where = "the device" if prefer else "COURSE_DEVICE"
     prefer = prefer or os.environ.get("COURSE_DEVICE")
     if prefer:
-        dev = torch.device(prefer)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("COURSE_DEVICE asks for cuda, but torch sees no CUDA device.")
+        try:
+            dev = torch.device(prefer)
+        except RuntimeError:
+            dev = None
+        if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"{where} {prefer!r} is not one this course runs on: use cpu, cuda (or cuda:N) or mps, "
+                             "or leave it unset to take the best one present.")
+        available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                     "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+        if not available[dev.type]:
+            raise ValueError(f"{where} {prefer!r} asks for {dev.type}, but torch sees no {dev.type} device here: "
+                             "use cpu, or leave it unset.")
         return dev
     if torch.cuda.is_available():
         return torch.device("cuda")

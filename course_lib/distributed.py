@@ -36,20 +36,29 @@ def barrier() -> None:
         dist.barrier()
 
 
+def _env_int(name: str, default: str) -> int:
+    value = os.environ.get(name, default)
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a whole number: torchrun sets it; unset it to train in one "
+                         "process.") from None
+
+
 def init_from_env(device: str | torch.device | None = None) -> torch.device:
     """Join the process group that torchrun describes in the environment (once), and return this process's
     device: ``cuda:LOCAL_RANK`` when CUDA is used, else the CPU. Without torchrun (no WORLD_SIZE, or 1)
     it initializes nothing and returns `device` (default: CUDA if available, else the CPU)."""
     requested = torch.device(device) if device is not None else torch.device(
         "cuda" if torch.cuda.is_available() else "cpu")
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if _env_int("WORLD_SIZE", "1") <= 1:
         return requested
     missing = [v for v in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
     if missing:
         raise RuntimeError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} but {', '.join(missing)} not set: start the "
                            "processes with torchrun (torchrun --nproc_per_node N -m course_lib.programs.train_cli ...).")
     if requested.type == "cuda":
-        local = int(os.environ["LOCAL_RANK"])
+        local = _env_int("LOCAL_RANK", "0")
         if local >= torch.cuda.device_count():
             raise RuntimeError(f"LOCAL_RANK {local} but this machine has {torch.cuda.device_count()} GPU(s): "
                                "start at most one process per GPU (--nproc_per_node).")

@@ -55,8 +55,15 @@ def test_device_choice(monkeypatch):
     assert config.get_device().type in {"cuda", "mps", "cpu"}
     assert config.get_device("cpu") == torch.device("cpu")
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="no CUDA"):
+        with pytest.raises(ValueError, match="the device 'cuda' asks for cuda, but torch sees no cuda device"):
             config.get_device("cuda")
+        monkeypatch.setenv("COURSE_DEVICE", "cuda")
+        with pytest.raises(ValueError, match="COURSE_DEVICE 'cuda' asks for cuda.*use cpu, or leave it unset"):
+            config.get_device()
+    for bad in ("tpu", "gpu", "cuda:x"):
+        monkeypatch.setenv("COURSE_DEVICE", bad)
+        with pytest.raises(ValueError, match=f"COURSE_DEVICE '{bad}' is not one this course runs on: use cpu, cuda"):
+            config.get_device()
 
 
 def test_setup_prints_banner(capsys, monkeypatch):

@@ -136,3 +136,21 @@ def test_torchrun_environment_without_its_variables_is_refused(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(RuntimeError, match="RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT not set.*torchrun"):
         distributed.init_from_env("cpu")
+
+
+@pytest.mark.parametrize("argv, env, words", [
+    (["--task", "digits", "--steps", "-5"], {}, ["train_steps", "-5"]),
+    (["--task", "digits", "--batch-size", "0"], {}, ["batch_size", "0"]),
+    (["--task", "digits"], {"WORLD_SIZE": "abc"}, ["WORLD_SIZE='abc'", "unset it"]),
+    (["--task", "digits"], {"COURSE_DEVICE": "tpu"}, ["COURSE_DEVICE 'tpu'", "use cpu"]),
+    (["--task", "mnist-c"], {"COURSE_DATA": "/nonexistent-course-data"}, ["MNIST-C not found", "download"]),
+])
+def test_train_cli_answers_bad_settings_in_one_line_before_training(argv, env, words, monkeypatch, capsys):
+    from course_lib.programs import train_cli
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(train_cli, "fit_denoiser", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(SystemExit) as exit_:
+        train_cli.main(argv + ["--profile", "smoke"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_.value.code == 2 and all(w in last for w in words), last

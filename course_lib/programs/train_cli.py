@@ -33,10 +33,13 @@ def main(argv: list[str] | None = None) -> dict:
     if args.task not in data.TASKS:
         ap.error(f"unknown task {args.task!r}; valid: {', '.join(data.TASKS)}")
     overrides = {k: v for k, v in (("train_steps", args.steps), ("batch_size", args.batch_size)) if v is not None}
-    prof = config.profile(args.profile, **overrides)
-    device = distributed.init_from_env(config.get_device())
-    try:
+    try:                                 # the settings, the device and the data, checked before any training
+        prof = config.profile(args.profile, **overrides)
+        device = distributed.init_from_env(config.get_device())
         task = data.load_task(args.task, args.category, seed=args.seed, profile=prof, split=args.split)
+    except (ValueError, RuntimeError, FileNotFoundError) as err:
+        ap.error(str(err).splitlines()[0])
+    try:
         preset = prof.unet_preset if args.denoiser == "unet" else prof.dit_preset
         if distributed.is_main():
             print(f"training {preset} on {task.name} (seed {args.seed}, profile {prof.name}): "
